@@ -1,0 +1,126 @@
+"""``seesaw-plan``: from a model config, a cluster and a workload to an execution plan.
+
+    seesaw-plan --model llama-2-70b --cluster 8xA10 --workload sharegpt -o plan.json
+    seesaw-plan validate plan.json
+    seesaw-plan schema -o plan.schema.json
+
+Bad input exits with status 2 and one line naming the problem (no traceback).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from seesaw.ir.errors import InputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@app.command()
+def plan(
+    model: Annotated[str, typer.Option("--model", "-m", help="config.json path, folder, or shipped name (e.g. llama-2-70b)")],
+    cluster: Annotated[str, typer.Option("--cluster", "-c", help="NxGPU (e.g. 8xA10) or a YAML/JSON cluster file")],
+    workload: Annotated[str, typer.Option("--workload", "-w", help="sharegpt[:N], random:IN:OUT[:N], or a .jsonl/.csv trace")] = "sharegpt",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the execution plan JSON here")] = None,
+    prefill: Annotated[Optional[str], typer.Option(help="pin the prefill layout, e.g. pp8, tp4pp2, dp2tp4")] = None,
+    decode: Annotated[Optional[str], typer.Option(help="pin the decode layout")] = None,
+    static: Annotated[bool, typer.Option("--static", help="forbid re-sharding (one layout for both phases)")] = False,
+    search: Annotated[str, typer.Option(help="cpsat or exhaustive")] = "cpsat",
+    time_limit: Annotated[float, typer.Option("--time-limit", help="solver time limit, seconds")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan summary as JSON on stdout")] = False,
+) -> None:
+    """Plan prefill and decode layouts, buffers and thresholds; print the table; write the plan."""
+    from seesaw.codegen import build_execution_plan
+    from seesaw.ir import load_model_config
+    from seesaw.ir.layout import Layout
+    from seesaw.planner.hardware import load_cluster
+    from seesaw.planner.optimize.solve import plan as make_plan
+    from seesaw.planner.optimize.space import SearchOptions
+    from seesaw.planner.workload import load_workload
+
+    from seesaw.cli.report import render
+
+    if search not in ("cpsat", "exhaustive"):
+        raise InputError("--search", f"'{search}' is not a search (expected cpsat or exhaustive)")
+    cfg = load_model_config(model)
+    cl = load_cluster(cluster)
+    wl = load_workload(workload)
+    options = SearchOptions(
+        prefill=Layout.parse(prefill, field="--prefill") if prefill else None,
+        decode=Layout.parse(decode, field="--decode") if decode else None,
+        static=static,
+    )
+    decision = make_plan(cfg, cl, wl, options, search=search, time_limit_s=time_limit)
+    exec_plan = build_execution_plan(cfg, decision, cl, wl)
+    if output is not None:
+        try:
+            output.write_text(exec_plan.model_dump_json(indent=1))
+        except OSError as e:
+            raise InputError("--output", f"cannot write '{output}': {e.strerror}") from None
+    console = Console(stderr=as_json)
+    if as_json:
+        print(json.dumps(exec_plan.summary.model_dump(mode="json"), indent=2))
+    title = f"{cfg.name} on {cl.num_gpus}x{cl.gpu.name} ({cl.gpu_link}), workload {wl.name}: {wl.num_requests} requests"
+    from seesaw.planner.cost.model import CostModel  # noqa: PLC0415 (only for the KV unit)
+    kv_tok = CostModel(cfg, cl, wl).kv_bytes_per_token
+    render(decision, title, console, kv_tok)
+    if output is not None:
+        console.print(f"wrote {output}")
+
+
+@aux.command()
+def validate(path: Annotated[Path, typer.Argument(help="plan.json to check")]) -> None:
+    """Check a plan file against the schema and for internal consistency."""
+    from seesaw.codegen import validate_plan_file
+
+    p = validate_plan_file(path)
+    print(f"{path}: valid plan (schema {p.schema_version}, prefill {p.summary.prefill.model_dump()}, "
+          f"decode {p.summary.decode.model_dump()})")
+
+
+@aux.command()
+def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None) -> None:
+    """Print (or write) the execution plan's JSON Schema."""
+    from seesaw.codegen import plan_json_schema
+
+    text = json.dumps(plan_json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        print(text)
+
+
+def _run(typer_app: typer.Typer, args: list[str]) -> int:
+    try:
+        typer_app(args=args, prog_name="seesaw-plan", standalone_mode=False)
+    except InputError as e:
+        print(f"seesaw-plan: error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        print(f"seesaw-plan: error: {e.format_message()}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("seesaw-plan: aborted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns (and exits with) the status code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("validate", "schema"):
+        code = _run(aux, args)
+    else:
+        code = _run(app, args)
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,246 @@
+"""The static execution plan: a versioned pydantic model, written to disk as JSON (DESIGN.md section 3).
+
+The plan is the only contract between planning and execution: the runtime reads this document (and the
+IR's sharding rules) and recomputes nothing. Every model forbids extra fields so that a typo in a
+hand-edited plan is a validation error, not a silently ignored key.
+
+Conventions:
+
+* Token counts are per data-parallel replica unless a name says otherwise; times are seconds; sizes are
+  bytes unless the name ends in ``_gb`` (decimal gigabytes, 1e9 bytes).
+* Ranks follow :class:`seesaw.ir.layout.Layout`: ``rank = dp_rank*(pp*tp) + pp_rank*tp + tp_rank``.
+* Layer ranges are half-open ``[start, stop)``.
+* Process-group ids are per phase: ``prefill.process_groups`` and ``decode.process_groups`` each number
+  their groups ``0..n-1`` in the order every rank must create them.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+SCHEMA_VERSION = "1.0"
+"""Version of the plan format written by this code; readers refuse a newer major/minor version."""
+
+HOST_BUFFER_LAYOUT = "[layers, 2, kv_heads, tokens, head_dim]"
+"""Shape order of the layout-independent host KV buffer (DESIGN.md section 1, tiered KV buffering)."""
+
+OpName = Literal[
+    "embedding", "rmsnorm", "linear", "rope", "attention", "silu_mul", "residual_add", "lm_head",
+    "all_reduce", "all_gather", "send", "recv", "sample",
+]
+"""Instruction opcodes a runtime worker must implement."""
+
+COLLECTIVE_OPS: frozenset[str] = frozenset({"all_reduce", "all_gather"})
+P2P_OPS: frozenset[str] = frozenset({"send", "recv"})
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are errors (``extra="forbid"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LayoutSpec(_Strict):
+    """A phase's parallel layout ``(dp, tp, pp)``; ``dp*tp*pp`` is the number of GPUs."""
+
+    dp: int = Field(ge=1)
+    tp: int = Field(ge=1)
+    pp: int = Field(ge=1)
+
+
+class ProcessGroup(_Strict):
+    """A communication group to create (``torch.distributed.new_group(ranks)``), in ``id`` order."""
+
+    id: int = Field(ge=0)
+    kind: Literal["tp", "pp", "dp"]
+    ranks: list[int]
+
+
+class ShardSlice(_Strict):
+    """The slice ``[start, stop)`` along dimension ``dim`` of a checkpoint tensor that a rank holds."""
+
+    dim: int = Field(ge=0)
+    start: int = Field(ge=0)
+    stop: int = Field(ge=0)
+
+
+class Instruction(_Strict):
+    """One step of a rank's program.
+
+    ``group`` is the phase-local process-group id (collectives only); ``peer`` the global rank on the
+    other end (``send``/``recv`` only); ``weights`` the checkpoint tensor names the op reads, each of
+    which appears in the rank's ``weight_shards``.
+    """
+
+    op: OpName
+    name: str
+    layer: int | None = None
+    group: int | None = None
+    peer: int | None = None
+    weights: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _drop_empty(self, handler: Any) -> dict[str, Any]:
+        # Unset optional fields are left out of the file: a 70B plan has ~10^4 instructions per phase.
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None and v != []}
+
+
+class RankPlan(_Strict):
+    """What one rank holds and runs in one phase.
+
+    ``weight_shards`` maps checkpoint tensor name -> slice held, or ``None`` for the whole (replicated)
+    tensor. ``layers`` is the stage's decoder-layer range ``[start, stop)``.
+    """
+
+    rank: int = Field(ge=0)
+    dp_rank: int = Field(ge=0)
+    pp_rank: int = Field(ge=0)
+    tp_rank: int = Field(ge=0)
+    layers: tuple[int, int]
+    weight_shards: dict[str, ShardSlice | None]
+    program: list[Instruction]
+
+
+class PhasePlan(_Strict):
+    """One phase (prefill or decode): layout, stage partition, groups, and every rank's plan."""
+
+    layout: LayoutSpec
+    stage_layers: list[tuple[int, int]]
+    process_groups: list[ProcessGroup]
+    ranks: list[RankPlan]
+
+
+class ModelInfo(_Strict):
+    """The model: ``fingerprint`` (architecture + dims + dtype) must match the checkpoint's."""
+
+    name: str
+    fingerprint: dict[str, Any]
+    num_parameters: int = Field(ge=0)
+    weight_bytes: int = Field(ge=0)
+
+
+class KVPlan(_Strict):
+    """KV cache sizing.
+
+    ``gpu_pages_per_rank = ceil(gpu_kv_tokens_per_replica / page_size_tokens)``: under the decode layout
+    every rank of a replica holds pages for all of the replica's tokens (its layers and head slice).
+    ``kv_bytes_per_token = layers * 2 * kv_heads * head_dim * dtype_bytes`` for the whole model
+    (DESIGN.md section 4).
+    """
+
+    page_size_tokens: int = Field(ge=1)
+    gpu_kv_tokens_per_replica: int = Field(ge=0)
+    gpu_pages_per_rank: int = Field(ge=0)
+    host_buffer_tokens_per_replica: int = Field(ge=0)
+    host_buffer_layout: Literal["[layers, 2, kv_heads, tokens, head_dim]"] = HOST_BUFFER_LAYOUT
+    kv_bytes_per_token: int = Field(ge=0)
+
+
+class SchedulePlan(_Strict):
+    """Scheduler policy. ``static``: one layout, chunked prefill with ``max_batched_tokens`` per step."""
+
+    max_prefill_tokens: int = Field(ge=0)
+    decode_max_seqs: int = Field(ge=0)
+    prefill_to_decode_threshold_tokens: int = Field(ge=0)
+    decode_to_prefill_threshold_tokens: int = Field(ge=0)
+    static: bool
+    max_batched_tokens: int | None = None
+
+
+class MemoryPrediction(_Strict):
+    """Peak memory of the fullest GPU (bytes) and host memory per node (bytes)."""
+
+    weights_bytes: int
+    kv_cache_bytes: int
+    workspace_bytes: int
+    reserve_bytes: int
+    capacity_bytes: int
+    device_total_bytes: int
+    host_weights_bytes: int
+    host_kv_buffer_bytes: int
+    host_capacity_bytes: int
+
+
+class PredictionPlan(_Strict):
+    """Predicted whole-workload time (seconds) and throughput (tokens/s over all replicas)."""
+
+    total_s: float
+    prefill_s: float
+    decode_s: float
+    transition_s: float
+    kv_swap_s: float
+    transitions: int = Field(ge=0)
+    tokens_per_s: float
+    output_tokens_per_s: float
+    memory: MemoryPrediction
+
+
+class BestStatic(_Strict):
+    """The best single-layout alternative and its predicted throughput."""
+
+    dp: int = Field(ge=1)
+    tp: int = Field(ge=1)
+    pp: int = Field(ge=1)
+    predicted_tokens_per_s: float
+
+
+class SolverSummary(_Strict):
+    name: str
+    status: str
+    seconds: float
+
+
+class Breakdown(_Strict):
+    """Predicted time by phase, seconds (all DP replicas in parallel)."""
+
+    prefill_s: float
+    decode_s: float
+    transition_s: float
+    kv_swap_s: float
+    transitions: int = Field(ge=0)
+
+
+class Summary(_Strict):
+    """A flat digest for humans and scripts; must agree with the phases (checked by validation)."""
+
+    prefill: LayoutSpec
+    decode: LayoutSpec
+    host_kv_buffer_tokens: int
+    gpu_kv_tokens: int
+    max_prefill_tokens: int
+    decode_max_seqs: int
+    predicted_tokens_per_s: float
+    predicted_output_tokens_per_s: float
+    best_static: BestStatic | None
+    speedup_vs_best_static: float | None
+    solver: SolverSummary
+    static: bool
+    breakdown: Breakdown
+    memory_per_gpu_gb: float
+
+
+class ExecutionPlan(_Strict):
+    """The whole plan file. Write with :meth:`to_json`, read with ``seesaw.codegen.validate_plan_file``."""
+
+    schema_version: str = SCHEMA_VERSION
+    generator: str
+    model: ModelInfo
+    cluster: dict[str, Any]
+    workload: dict[str, Any]
+    prefill: PhasePlan
+    decode: PhasePlan
+    kv: KVPlan
+    schedule: SchedulePlan
+    prediction: PredictionPlan
+    summary: Summary
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The plan as JSON text (compact unless ``indent`` is given)."""
+        return self.model_dump_json(indent=indent)
+
+    def phase(self, name: Literal["prefill", "decode"]) -> PhasePlan:
+        """``prefill`` or ``decode`` by name."""
+        return self.prefill if name == "prefill" else self.decode
+

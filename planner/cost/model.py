@@ -1,0 +1,216 @@
+"""The analytic cost model evaluated on the IR (DESIGN.md section 4), as integer tables for the search.
+
+Everything the optimizer needs about a layout is linear in the PP stage sizes ``n_s`` (layers in stage
+``s``) once the batch shape is fixed:
+
+- stage time (ns)      = ``n_s * layer_ns + first_ns*[s == 0] + last_ns*[s == pp-1] + send_ns[s]``
+- stage weights (B)    = ``n_s * layer_weight_bytes + first/last extras``
+- stage KV (B/token)   = ``n_s * kv_bytes_per_token_layer``
+- reload / swap times  = ``n_s * per-layer ns`` (host link per GPU)
+
+so the same integers feed CP-SAT's linear constraints and the exhaustive search's evaluation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+from seesaw.ir import ModelConfig, ModelGraph, build_graph
+from seesaw.ir.layout import Layout
+from seesaw.ir.ops import PassShape
+from seesaw.ir.passes import apply_tp
+from seesaw.ir.sharding import valid_tp_degrees
+from seesaw.planner.cost.roofline import hidden_send_s, ops_time_s
+from seesaw.planner.hardware import Cluster
+from seesaw.planner.workload import Workload
+
+NS = 1_000_000_000
+
+
+def to_ns(seconds: float) -> int:
+    """Seconds -> integer nanoseconds (rounded up so a positive cost never becomes 0)."""
+    return int(math.ceil(seconds * NS - 1e-6)) if seconds > 0 else 0
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Integer time terms (ns) of one forward pass of one micro-batch, see module docstring."""
+
+    layer_ns: int
+    first_ns: int
+    last_ns: int
+    send_ns: tuple[int, ...]  # per stage boundary s -> s+1
+
+    def stage_ns(self, stage: int, layers: int) -> int:
+        pp = len(self.send_ns) + 1
+        extra = self.send_ns[stage] if stage < pp - 1 else 0
+        if stage == 0:
+            extra += self.first_ns
+        if stage == pp - 1:
+            extra += self.last_ns
+        return layers * self.layer_ns + extra
+
+
+@dataclass(frozen=True)
+class MemoryTerms:
+    """Per-rank byte counts of a TP degree (DESIGN.md section 4 memory model)."""
+
+    layer_weight_bytes: int  # one decoder layer's shard
+    first_weight_bytes: int  # embedding shard (stage 0)
+    last_weight_bytes: int  # final norm + lm head shard (last stage; tied embeddings counted again)
+    tied_weight_bytes: int  # shard of a tied embedding/lm-head tensor (held once when pp == 1)
+    kv_bytes_per_token_layer: int  # K and V of one token in one layer on this rank
+    act_bytes_per_token: int  # peak live activations of one layer per token
+    logits_bytes_per_seq: int  # fp32 logits of one sequence's last token on this rank
+
+
+@dataclass(frozen=True)
+class ReplicaWork:
+    """One DP replica's share of the workload (token totals rounded up)."""
+
+    requests: int
+    prompt_tokens: int
+    output_tokens: int
+    prefill_seq_len: float  # token-weighted mean prompt length sum(p^2)/sum(p): sets attention FLOPs
+    decode_context_len: float  # time-weighted mean context of a running sequence
+    max_prompt_len: int
+    tail_steps: int  # extra decode steps while the last batch drains
+
+
+class CostModel:
+    """Cost tables for one (model, cluster, workload).
+
+    Raises :class:`seesaw.ir.errors.InputError` (via the IR) for impossible TP degrees.
+    """
+
+    def __init__(self, cfg: ModelConfig, cluster: Cluster, workload: Workload) -> None:
+        self.cfg = cfg
+        self.cluster = cluster
+        self.workload = workload
+        self.graph: ModelGraph = build_graph(cfg)
+        self.dtype_bytes = cluster.gpu.dtype_bytes
+
+    # ---- layouts -------------------------------------------------------------------------------
+    @cached_property
+    def tp_degrees(self) -> list[int]:
+        """TP degrees the model's heads allow that fit inside one node."""
+        gpn = self.cluster.gpus_per_node
+        return [t for t in valid_tp_degrees(self.cfg) if t <= gpn and gpn % t == 0]
+
+    def layouts(self, dp: int) -> list[Layout]:
+        """All (dp, tp, pp) layouts with this dp on the cluster's GPUs (pp <= layers)."""
+        n = self.cluster.num_gpus
+        if n % dp:
+            return []
+        replica = n // dp
+        return [
+            Layout(dp, tp, replica // tp)
+            for tp in self.tp_degrees
+            if replica % tp == 0 and replica // tp <= self.cfg.num_hidden_layers
+        ]
+
+    def dp_degrees(self) -> list[int]:
+        return [d for d in range(1, self.cluster.num_gpus + 1) if self.cluster.num_gpus % d == 0 and self.layouts(d)]
+
+    # ---- workload --------------------------------------------------------------------------------
+    @lru_cache(maxsize=None)
+    def replica_work(self, dp: int) -> ReplicaWork:
+        w = self.workload
+        sq = sum(p * p for p in w.prompt_lens)
+        mean_out = w.output_tokens / w.num_requests
+        return ReplicaWork(
+            requests=math.ceil(w.num_requests / dp),
+            prompt_tokens=math.ceil(w.prompt_tokens / dp),
+            output_tokens=math.ceil(w.output_tokens / dp),
+            prefill_seq_len=sq / w.prompt_tokens,
+            decode_context_len=w.decode_mean_context_len,
+            max_prompt_len=w.max_prompt_len,
+            tail_steps=max(0, w.max_output_len - math.ceil(mean_out / 2)),
+        )
+
+    # ---- per-TP graph terms ----------------------------------------------------------------------
+    @lru_cache(maxsize=None)
+    def _tp_graph(self, tp: int) -> ModelGraph:
+        return apply_tp(self.graph, tp)
+
+    @lru_cache(maxsize=None)
+    def memory_terms(self, tp: int) -> MemoryTerms:
+        g = self._tp_graph(tp)
+        d = self.dtype_bytes
+        cfg = self.cfg
+        kv_heads_rank = max(1, cfg.num_key_value_heads // tp)
+        return MemoryTerms(
+            layer_weight_bytes=sum(op.weight_bytes(tp, d) for op in g.layer_ops(0)),
+            first_weight_bytes=sum(op.weight_bytes(tp, d) for op in g.pre_ops()),
+            last_weight_bytes=sum(op.weight_bytes(tp, d) for op in g.post_ops()),
+            tied_weight_bytes=self._tied_bytes(g, tp),
+            kv_bytes_per_token_layer=2 * kv_heads_rank * cfg.head_dim * d,
+            act_bytes_per_token=d * (2 * cfg.hidden_size + 3 * cfg.intermediate_size // tp),
+            logits_bytes_per_seq=4 * math.ceil(cfg.vocab_size / tp),
+        )
+
+    def _tied_bytes(self, g: ModelGraph, tp: int) -> int:
+        pre = {w.name: w for op in g.pre_ops() for w in op.weights}
+        shared = [w for op in g.post_ops() for w in op.weights if w.name in pre]
+        return sum(w.local_numel(tp) for w in shared) * self.dtype_bytes
+
+    @lru_cache(maxsize=None)
+    def stage_cost(self, layout: Layout, parts: tuple[PassShape, ...]) -> StageCost:
+        """Integer stage-time terms of one micro-batch made of ``parts`` under ``layout``."""
+        g = self._tp_graph(layout.tp)
+        layer_s = ops_time_s(g.layer_ops(0), parts, layout.tp, self.cluster)
+        first_s = ops_time_s(g.pre_ops(), parts, layout.tp, self.cluster)
+        last_s = ops_time_s(g.post_ops(), parts, layout.tp, self.cluster)
+        sends = tuple(
+            to_ns(hidden_send_s(parts, self.cfg.hidden_size, self.cluster, self.boundary_spans_nodes(layout, s)))
+            for s in range(layout.pp - 1)
+        )
+        return StageCost(to_ns(layer_s), to_ns(first_s), to_ns(last_s), sends)
+
+    def boundary_spans_nodes(self, layout: Layout, stage: int) -> bool:
+        """Whether any replica's send from ``stage`` to ``stage + 1`` crosses a node boundary."""
+        gpn = self.cluster.gpus_per_node
+        for dp_rank in range(layout.dp):
+            for tp_rank in range(layout.tp):
+                a = layout.rank(dp_rank, stage, tp_rank)
+                b = layout.rank(dp_rank, stage + 1, tp_rank)
+                if a // gpn != b // gpn:
+                    return True
+        return False
+
+    # ---- host link -------------------------------------------------------------------------------
+    def host_ns(self, nbytes: float) -> int:
+        """Host<->device copy time (ns) of ``nbytes`` over one GPU's host link."""
+        return to_ns(self.cluster.host_to_device_s(nbytes))
+
+    @property
+    def model_weight_bytes(self) -> int:
+        return self.graph.weight_bytes() * self.dtype_bytes // self.cfg.dtype_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """KV bytes of one token over all layers and heads (the host buffer's unit)."""
+        c = self.cfg
+        return 2 * c.num_key_value_heads * c.head_dim * self.dtype_bytes * c.num_hidden_layers
+
+    @property
+    def device_capacity_bytes(self) -> int:
+        """Usable device memory per GPU: capacity minus the runtime reserve."""
+        gpu = self.cluster.gpu
+        return int(gpu.memory_bytes - gpu.runtime_reserve_gb * 1e9)
+
+    @property
+    def host_capacity_bytes(self) -> int:
+        return int(self.cluster.host_memory_gb * 1e9)
+
+
+def prefill_part(work: ReplicaWork, tokens: int) -> PassShape:
+    """A prefill batch of ``tokens`` prompt tokens (sequences at the token-weighted mean length)."""
+    s = work.prefill_seq_len
+    return PassShape(num_seqs=tokens / s, query_tokens=s, context_len=s)
+
+
+def decode_part(work: ReplicaWork, seqs: float) -> PassShape:
+    """One decode step of ``seqs`` sequences at the workload's mean running context."""
+    return PassShape(num_seqs=seqs, query_tokens=1, context_len=work.decode_context_len)

@@ -1,0 +1,177 @@
+"""The hardware catalog: per-device figures the cost model reads (``catalog.yaml`` beside this module).
+
+Units: every ``*_gb`` field is decimal gigabytes (1e9 bytes) and every ``*_gb_per_s`` field is 1e9
+bytes/s per direction; ``*_us`` fields are microseconds. Figures come from DESIGN.md section 5
+(datasheets, dense, no sparsity), DESIGN.md section 4 (NCCL latencies), the Seesaw paper (via DESIGN 5),
+and, for the ``cpu`` device, measurements by ``bench/measure_cpu_profile.py``. Each entry's ``source``
+mapping names where each figure group came from and says which figures are estimates.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from seesaw.ir.errors import InputError
+
+CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+GB = 1e9  # bytes per decimal gigabyte: the unit of every *_gb field
+LinkKind = Literal["pcie", "nvlink", "gloo"]
+
+# Figure groups: each catalog entry's ``source`` must name one source string per group.
+SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
+    "compute": ("memory_gb", "bf16_tflops", "memory_gb_per_s", "dtype_bytes"),
+    "links": ("link", "gpu_link_gb_per_s", "host_link_gb_per_s"),
+    "latency": ("gpu_link_latency_us", "collective_launch_us"),
+    "host": ("host_memory_gb_per_gpu", "gpus_per_node"),
+    "efficiency": ("matmul_efficiency", "memory_efficiency", "link_efficiency"),
+    "reserve": ("runtime_reserve_gb",),
+}
+
+
+class GPUSpec(BaseModel):
+    """One device type ("GPU"; the ``cpu`` entry is one CPU process per rank).
+
+    Defaults apply only to custom GPUs given as a mapping in a cluster file: conservative PCIe Gen4
+    figures as the A10 entry has them (16 GiB/s links, 7 us launch + 5 us per hop), the planning
+    efficiency factors (0.7 / 0.8 / 0.8) and a 2 GB runtime reserve. Catalog entries must spell out every
+    field (:func:`load_catalog` checks).
+
+    ``bf16_tflops`` is the dense peak at the entry's runtime dtype (``dtype_bytes``): bf16 on GPUs, fp32
+    (``dtype_bytes: 4``) on ``cpu``, where it is a measured achieved rate rather than a peak.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()
+    memory_gb: float = Field(gt=0, description="device memory per GPU, 1e9 bytes")
+    bf16_tflops: float = Field(gt=0, description="dense peak TFLOP/s at the runtime dtype")
+    memory_gb_per_s: float = Field(gt=0, description="peak device memory bandwidth, 1e9 B/s")
+    dtype_bytes: Literal[2, 4] = 2
+    link: LinkKind = "pcie"
+    gpu_link_gb_per_s: float = Field(17.18, gt=0, description="GPU-GPU bandwidth per direction, 1e9 B/s")
+    gpu_link_latency_us: float = Field(5.0, ge=0, description="per ring hop")
+    host_link_gb_per_s: float = Field(17.18, gt=0, description="host<->device bandwidth per direction")
+    host_memory_gb_per_gpu: float = Field(85.9, gt=0)
+    gpus_per_node: int = Field(8, gt=0)
+    matmul_efficiency: float = Field(0.7, gt=0, le=1)
+    memory_efficiency: float = Field(0.8, gt=0, le=1)
+    link_efficiency: float = Field(0.8, gt=0, le=1)
+    collective_launch_us: float = Field(7.0, ge=0, description="fixed per-collective overhead")
+    runtime_reserve_gb: float = Field(2.0, ge=0, description="CUDA context, allocator, comm buffers")
+    source: dict[str, str] = Field(default_factory=dict, description="figure group -> where it came from")
+
+    def __hash__(self) -> int:  # frozen and hashable despite the ``source`` dict (usable as a cache key)
+        return hash((type(self), self.name, self.memory_gb, self.bf16_tflops, self.memory_gb_per_s))
+
+    @property
+    def peak_flops(self) -> float:
+        """Dense peak FLOP/s (``bf16_tflops * 1e12``)."""
+        return self.bf16_tflops * 1e12
+
+    @property
+    def memory_bytes(self) -> int:
+        """Device memory per GPU in bytes (``memory_gb * 1e9``)."""
+        return int(self.memory_gb * GB)
+
+    @property
+    def memory_bytes_per_s(self) -> float:
+        """Peak device memory bandwidth, bytes/s."""
+        return self.memory_gb_per_s * GB
+
+    @property
+    def achievable_flops(self) -> float:
+        """FLOP/s the roofline should use: ``peak_flops * matmul_efficiency``."""
+        return self.peak_flops * self.matmul_efficiency
+
+    @property
+    def achievable_memory_bytes_per_s(self) -> float:
+        """Memory bytes/s the roofline should use: ``memory_bytes_per_s * memory_efficiency``."""
+        return self.memory_bytes_per_s * self.memory_efficiency
+
+    @property
+    def runtime_reserve_bytes(self) -> int:
+        """Device memory the runtime itself holds (context, allocator slack), bytes."""
+        return int(self.runtime_reserve_gb * GB)
+
+
+def normalize_name(name: str) -> str:
+    """Lookup key of a GPU name or alias: case-insensitive, ``_`` and spaces read as ``-``."""
+    return "-".join(name.strip().lower().replace("_", " ").replace("-", " ").split())
+
+
+def validation_to_input_error(err: ValidationError, source: str | None, prefix: str = "") -> InputError:
+    """The first problem of a pydantic ``ValidationError`` as an :class:`InputError` naming the field."""
+    first = err.errors()[0]
+    field = prefix + ".".join(str(p) for p in first["loc"])
+    problem = first["msg"]
+    if "input" in first and not isinstance(first["input"], dict):
+        problem += f" (got {first['input']!r})"
+    return InputError(field.rstrip("."), problem, source)
+
+
+def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
+    src = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise InputError("catalog", f"cannot read: {e.strerror or e}", src) from None
+    except yaml.YAMLError as e:
+        raise InputError("catalog", f"malformed YAML: {e}", src) from None
+    if not isinstance(raw, dict) or not raw:
+        raise InputError("catalog", "must be a non-empty mapping of GPU name -> figures", src)
+    required = set(GPUSpec.model_fields) - {"name", "aliases"}
+    specs: dict[str, GPUSpec] = {}
+    keys: dict[str, str] = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise InputError(str(name), "entry must be a mapping", src)
+        missing = sorted(required - set(entry))
+        if missing:
+            raise InputError(str(name), f"missing fields: {', '.join(missing)}", src)
+        try:
+            spec = GPUSpec(name=str(name), **entry)
+        except ValidationError as e:
+            raise validation_to_input_error(e, src, prefix=f"{name}.") from None
+        lacking = [g for g in SOURCE_GROUPS if not spec.source.get(g, "").strip()]
+        if lacking:
+            raise InputError(f"{name}.source", f"no source for figure groups: {', '.join(lacking)}", src)
+        for key in (spec.name, *spec.aliases):
+            norm = normalize_name(key)
+            if norm in keys and keys[norm] != spec.name:
+                raise InputError(f"{name}.aliases", f"'{key}' already names {keys[norm]}", src)
+            keys[norm] = spec.name
+        specs[spec.name] = spec
+    return specs
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_catalog(path: str) -> dict[str, GPUSpec]:
+    return _parse_catalog(Path(path))
+
+
+def load_catalog(path: str | Path | None = None) -> dict[str, GPUSpec]:
+    """All catalog entries by canonical name (a fresh dict of frozen :class:`GPUSpec`).
+
+    ``path`` defaults to the packaged ``catalog.yaml``. Raises :class:`InputError` (source = the file)
+    when the file is unreadable or malformed, an entry lacks a field or a source, or two entries share
+    an alias.
+    """
+    return dict(_cached_catalog(str(path or CATALOG_PATH)))
+
+
+def get_gpu(name: str, catalog: dict[str, GPUSpec] | None = None) -> GPUSpec:
+    """The catalog entry named ``name`` or one of its aliases, case-insensitively.
+
+    Raises ``InputError('gpu', "unknown GPU 'X' (known: ...)")`` (no source; callers attach theirs).
+    """
+    catalog = load_catalog() if catalog is None else catalog
+    wanted = normalize_name(str(name))
+    for spec in catalog.values():
+        if wanted in {normalize_name(k) for k in (spec.name, *spec.aliases)}:
+            return spec
+    raise InputError("gpu", f"unknown GPU '{name}' (known: {', '.join(catalog)})")

