@@ -1,10 +1,9 @@
 """OR-Tools CP-SAT formulation of the Seesaw and static planning problems.
 
-Decision variables (per candidate, Boolean selection over the tabulated layouts x batch sizes):
-prefill (layout, tokens per batch) ``y_i``, decode (layout, running-sequence cap) ``x_j`` with the same dp,
-integer PP stage sizes ``n[phase, layout, s]``, the per-cycle buffer drain ``delta = theta_p - theta_d``,
-the cycle count ``C`` (``C * delta >= P``, a CP-SAT multiplication constraint), per-GPU memory
-(prefill busy, decode busy, decode-layout KV), reload and swap times. Every expression restates
+Decision variables per (dp, prefill layout, decode layout) pair: Boolean selections of the prefill
+batch (tokens) ``y_i`` and the decode batch cap (sequences) ``x_j`` over tabulated grids, integer PP stage
+sizes ``n[phase, s]`` (uneven allowed), the host KV buffer ``H``, per-GPU memory (prefill busy, decode
+busy, decode-layout KV), reload, swap and transition times. Every expression restates
 ``objective.evaluate_seesaw`` / ``evaluate_static`` exactly, so the optimum equals exhaustive search's.
 """
 from __future__ import annotations
@@ -84,149 +83,221 @@ def _solver(time_limit_s: float) -> cp_model.CpSolver:
     return solver
 
 
-def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
-                 decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0) -> CpSatResult:
-    """Minimize the Seesaw objective over the given options (keyed by dp). See module docstring."""
-    start = time.perf_counter()
+def _stage_lower_bound(t: PhaseTerms, num_layers: int) -> int:
+    """A stage time no partition can beat: the mean over stages, and stage 0 / last with one layer."""
+    st = t.stage
+    mean = -(-(num_layers * st.layer_ns + st.first_ns + st.last_ns + sum(st.send_ns)) // t.pp)
+    return max(mean, st.layer_ns + st.first_ns, st.layer_ns + st.last_ns)
+
+
+def _replica_bytes(t: PhaseTerms, num_layers: int, kv: bool) -> int:
+    """Bytes one TP rank column of a replica needs summed over all stages, whatever the partition:
+    sum_s busy(s, n_s) (+ n_s * KV) with sum_s n_s = layers."""
+    ends = sum(t.end_weight_bytes(s) for s in range(t.pp))
+    per_layer = t.layer_weight_bytes + t.ws_layer_bytes + (t.kv_layer_bytes if kv else 0)
+    return num_layers * per_layer + t.pp * t.ws_fixed_bytes + t.ws_last_bytes + ends
+
+
+def _pair_fits(cost: CostModel, pre: PhaseTerms, dec: PhaseTerms) -> bool:
+    """Necessary condition for a batch pair to fit: total memory over the replica's GPUs (any partition).
+
+    Summing the per-GPU constraints over all ``tp * pp`` GPUs: ``tp_p * sum_s busy_p + tp_d * sum_s KV_d
+    <= GPUs * capacity`` and ``tp_d * sum_s (busy_d + KV_d) <= GPUs * capacity``.
+    """
+    layers, cap, gpus = cost.cfg.num_hidden_layers, cost.device_capacity_bytes, pre.layout.replica_size
+    kv = dec.layout.tp * layers * dec.kv_layer_bytes
+    return (pre.layout.tp * _replica_bytes(pre, layers, False) + kv <= gpus * cap
+            and dec.layout.tp * _replica_bytes(dec, layers, True) <= gpus * cap)
+
+
+def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[PhaseTerms], time_limit_s: float,
+                upper_bound: int | None):
+    """CP-SAT over one (prefill layout, decode layout) pair: batch choices, partitions, buffer, memory."""
     model = cp_model.CpModel()
     num_layers = cost.cfg.num_hidden_layers
     cap = cost.device_capacity_bytes
+    dp = pre_opts[0].layout.dp
+    same = pre_opts[0].layout == dec_opts[0].layout
+    resharding = not same
     parts = _Partitions(model, num_layers)
-    ys: list[tuple[cp_model.IntVar, PhaseTerms]] = []
-    xs: list[tuple[cp_model.IntVar, PhaseTerms]] = []
-    same_lits = []
-    dsels = []
-    h_hi = max(0, max(host_buffer_max_tokens(cost, dp, r) for dp in prefill_opts for r in (False, True)))
-    buffer = model.NewIntVar(0, h_hi, "host_kv_buffer_tokens")
+    pkey, dkey = "p", ("p" if same else "d")  # one layout keeps one partition
+    ys = [(model.NewBoolVar(f"y_{t.batch}"), t) for t in pre_opts]
+    xs = [(model.NewBoolVar(f"x_{t.batch}"), t) for t in dec_opts]
+    model.AddExactlyOne([v for v, _ in ys])
+    model.AddExactlyOne([v for v, _ in xs])
+    for sel_y, tp_ in ys:  # redundant aggregate memory cuts (see _pair_fits)
+        for sel_x, td in xs:
+            if not _pair_fits(cost, tp_, td):
+                model.AddBoolOr([sel_y.Not(), sel_x.Not()])
+    n_pre = parts.get(pkey, pre_opts[0].layout)
+    n_dec = parts.get(dkey, dec_opts[0].layout)
 
-    for dp in sorted(prefill_opts):
-        y_dp = [(model.NewBoolVar(f"y_{t.layout}_{t.batch}"), t) for t in prefill_opts[dp]]
-        x_dp = [(model.NewBoolVar(f"x_{t.layout}_{t.batch}"), t) for t in decode_opts.get(dp, [])]
-        ys += y_dp
-        xs += x_dp
-        dsel = model.NewBoolVar(f"dp{dp}")
-        dsels.append(dsel)
-        model.Add(sum(v for v, _ in y_dp) == dsel)
-        model.Add(sum(v for v, _ in x_dp) == dsel)
-        # layout-level selections and "same layout in both phases"
-        u: dict[Layout, list] = {}
-        v: dict[Layout, list] = {}
-        for sel, t in y_dp:
-            u.setdefault(t.layout, []).append(sel)
-        for sel, t in x_dp:
-            v.setdefault(t.layout, []).append(sel)
-        for lay in set(u) & set(v):
-            same = model.NewBoolVar(f"same_{lay}")
-            model.Add(sum(u[lay]) + sum(v[lay]) == 2).OnlyEnforceIf(same)
-            model.Add(sum(u[lay]) + sum(v[lay]) <= 1).OnlyEnforceIf(same.Not())
-            for a, b in zip(parts.get("p", lay), parts.get("d", lay)):
-                model.Add(a == b).OnlyEnforceIf(same)
-            same_lits.append(same)
-        # per-GPU memory: max(prefill busy, decode busy) + decode-layout KV <= capacity
-        replica = cost.cluster.num_gpus // dp
-        for g in range(replica):
-            mp = model.NewIntVar(0, cap, f"mp{dp}_{g}")
-            md = model.NewIntVar(0, cap, f"md{dp}_{g}")
-            kv = model.NewIntVar(0, cap, f"kv{dp}_{g}")
-            model.Add(mp + kv <= cap)
-            model.Add(md + kv <= cap)
-            for sel, t in y_dp:
-                s = stage_of(g, t.layout)
-                model.Add(mp >= _busy_expr(t, s, parts.get("p", t.layout)[s])).OnlyEnforceIf(sel)
-            for sel, t in x_dp:
-                s = stage_of(g, t.layout)
-                n = parts.get("d", t.layout)[s]
-                model.Add(md >= _busy_expr(t, s, n)).OnlyEnforceIf(sel)
-                model.Add(kv >= n * t.kv_layer_bytes).OnlyEnforceIf(sel)
+    # Per-GPU memory: prefill busy + decode-layout KV <= capacity and decode busy + KV <= capacity, for each
+    # distinct (prefill stage, decode stage) a GPU position holds, stated per selected batch pair.
+    stage_pairs = sorted({(stage_of(g, pre_opts[0].layout), stage_of(g, dec_opts[0].layout))
+                          for g in range(cost.cluster.num_gpus // dp)})
+    for sel_x, td in xs:
+        for sd in sorted({sd for _, sd in stage_pairs}):
+            kv = n_dec[sd] * td.kv_layer_bytes
+            model.Add(_busy_expr(td, sd, n_dec[sd]) + kv <= cap).OnlyEnforceIf(sel_x)
+        for sel_y, tp_ in ys:
+            for sp, sd in stage_pairs:
+                model.Add(_busy_expr(tp_, sp, n_pre[sp]) + n_dec[sd] * td.kv_layer_bytes <= cap
+                          ).OnlyEnforceIf([sel_y, sel_x])
 
-    if not ys or not xs:
-        return CpSatResult("INFEASIBLE", time.perf_counter() - start, None)
-    model.AddExactlyOne(dsels)
-    same_any = model.NewBoolVar("same_layout")
-    if same_lits:
-        model.AddMaxEquality(same_any, same_lits)
-    else:
-        model.Add(same_any == 0)
+    t_pre = _add_phase_time(model, parts, pkey, ys, num_layers)
+    t_dec = _add_phase_time(model, parts, dkey, xs, num_layers)
 
-    t_pre = _add_phase_time(model, parts, "p", ys, num_layers)
-    t_dec = _add_phase_time(model, parts, "d", xs, num_layers)
-
-    # reload (0 when one layout serves both phases) and KV swap
-    def reload_and_swap(tag: str, opts):
-        r_hi = max(num_layers * t.reload_layer_ns + t.reload_first_ns + t.reload_last_ns for _, t in opts)
-        w_hi = max(num_layers * t.swap_layer_ns for _, t in opts)
+    def reload_and_swap(tag: str, n, opts):
+        t0 = opts[0][1]
+        r_hi = num_layers * t0.reload_layer_ns + t0.reload_first_ns + t0.reload_last_ns
+        w_hi = num_layers * t0.swap_layer_ns
         reload = model.NewIntVar(0, r_hi, f"R_{tag}")
         swap = model.NewIntVar(0, w_hi, f"S_{tag}")
-        for sel, t in opts:
-            n = parts.get(tag, t.layout)
-            for s in range(t.pp):
-                model.Add(reload >= n[s] * t.reload_layer_ns + t.end_reload_ns(s)).OnlyEnforceIf([sel, same_any.Not()])
-                model.Add(swap >= n[s] * t.swap_layer_ns).OnlyEnforceIf(sel)
-        return reload, swap, w_hi, r_hi
-
-    r_pre, s_out, so_hi, rp_hi = reload_and_swap("p", ys)
-    r_dec, s_in, si_hi, rd_hi = reload_and_swap("d", xs)
-    # Host buffer and cycles. Per prefill option the cycle count C is a constant of the buffer bound:
-    # C * (theta_p - theta_d) >= P with theta_p + B_p <= H <= H_max, and the objective grows with C, so
-    # the buffer is as large as host memory allows: C = ceil(P / (H_max - B_p)). Transitions then cost
-    # C * R_d + (C - 1) * R_p, linear in the reload times.
-    t_hi = (rp_hi + rd_hi) * max(cost.replica_work(dp).prompt_tokens for dp in prefill_opts)
-    trans = model.NewIntVar(0, t_hi, "transition_ns")
-    for sel, t in ys:
-        prompt = cost.replica_work(t.layout.dp).prompt_tokens
-        for resharding, lit in ((True, same_any.Not()), (False, same_any)):
-            h_max = host_buffer_max_tokens(cost, t.layout.dp, resharding)
-            room = h_max - t.batch
-            if room < 1:
-                model.AddBoolOr([sel.Not(), lit.Not()])
-                continue
-            c = -(-prompt // room)
-            model.Add(buffer <= h_max).OnlyEnforceIf([sel, lit])
-            model.Add(buffer >= t.batch + -(-prompt // c)).OnlyEnforceIf([sel, lit])
+        for s in range(t0.pp):
             if resharding:
-                model.Add(trans >= c * r_dec + (c - 1) * r_pre).OnlyEnforceIf([sel, lit])
+                model.Add(reload >= n[s] * t0.reload_layer_ns + t0.end_reload_ns(s))
+            model.Add(swap >= n[s] * t0.swap_layer_ns)
+        return reload, swap, r_hi, w_hi
+
+    r_pre, s_out, rp_hi, so_hi = reload_and_swap("p", n_pre, ys)
+    r_dec, s_in, rd_hi, si_hi = reload_and_swap("d", n_dec, xs)
+
+    # Host buffer and cycles: C * (theta_p - theta_d) >= P with theta_p + B_p <= H <= H_max. The objective
+    # grows with C, so per prefill batch option C = ceil(P / (H_max - B_p)), a constant; transitions cost
+    # C * R_d + (C - 1) * R_p, linear in the reload times (both 0 when one layout serves both phases).
+    prompt = cost.replica_work(dp).prompt_tokens
+    h_max = host_buffer_max_tokens(cost, dp, resharding)
+    buffer = model.NewIntVar(0, max(0, h_max), "host_kv_buffer_tokens")
+    trans = model.NewIntVar(0, (rp_hi + rd_hi) * prompt, "transition_ns")
+    for sel, t in ys:
+        room = h_max - t.batch
+        if room < 1:
+            model.Add(sel == 0)
+            continue
+        c = -(-prompt // room)
+        model.Add(buffer >= t.batch + -(-prompt // c)).OnlyEnforceIf(sel)
+        if resharding:
+            model.Add(trans >= c * r_dec + (c - 1) * r_pre).OnlyEnforceIf(sel)
     e_out = model.NewIntVar(0, so_hi, "swap_out_exposed")
     e_in = model.NewIntVar(0, si_hi, "swap_in_exposed")
     model.Add(e_out >= s_out - t_pre)
     model.Add(e_in >= s_in - t_dec)
-    model.Minimize(t_pre + t_dec + trans + e_out + e_in)
+    objective = t_pre + t_dec + trans + e_out + e_in
+    if upper_bound is not None:
+        model.Add(objective < upper_bound)  # only strictly better pairs are of interest
+    model.Minimize(objective)
 
     solver = _solver(time_limit_s)
     status = solver.Solve(model)
-    seconds = time.perf_counter() - start
-    name = _STATUS.get(status, str(status))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return CpSatResult(name, seconds, None)
+        return status, None
     pre = next(t for sel, t in ys if solver.Value(sel))
     dec = next(t for sel, t in xs if solver.Value(sel))
-    pc = tuple(solver.Value(n) for n in parts.get("p", pre.layout))
-    dc = tuple(solver.Value(n) for n in parts.get("d", dec.layout))
-    return CpSatResult(name, seconds, int(solver.ObjectiveValue()), pre, dec, pc, dc)
+    pc = tuple(solver.Value(n) for n in n_pre)
+    dc = tuple(solver.Value(n) for n in n_dec)
+    return status, (int(solver.ObjectiveValue()), pre, dec, pc, dc)
 
 
-def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0) -> CpSatResult:
-    """Minimize the static (single layout, chunked prefill) objective over ``opts``."""
+def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
+                 decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0) -> CpSatResult:
+    """Minimize the Seesaw objective over the given options (keyed by dp).
+
+    The layout pair (dp, prefill layout, decode layout) is a small discrete set, so the problem is split
+    exactly into one CP-SAT model per pair, solved in order of a valid lower bound (mean stage time,
+    no transitions) and skipped once the bound reaches the incumbent. The result is OPTIMAL when every
+    pair solved was proven optimal (or infeasible) within the time limit.
+    """
     start = time.perf_counter()
-    if not opts:
-        return CpSatResult("INFEASIBLE", 0.0, None)
+    num_layers = cost.cfg.num_hidden_layers
+    pairs = []
+    for dp in sorted(prefill_opts):
+        by_p: dict[Layout, list[PhaseTerms]] = {}
+        by_d: dict[Layout, list[PhaseTerms]] = {}
+        for t in prefill_opts[dp]:
+            by_p.setdefault(t.layout, []).append(t)
+        for t in decode_opts.get(dp, []):
+            by_d.setdefault(t.layout, []).append(t)
+        for lp, po in by_p.items():
+            for ld, do in by_d.items():
+                p_lb = {id(t): t.coef * _stage_lower_bound(t, num_layers) for t in po}
+                d_lb = {id(t): t.coef * _stage_lower_bound(t, num_layers) for t in do}
+                fits = [p_lb[id(a)] + d_lb[id(b)] for a in po for b in do if _pair_fits(cost, a, b)]
+                if fits:
+                    pairs.append((min(fits), str(lp), str(ld), po, do))
+    pairs.sort(key=lambda p: p[:3])
+    best = None
+    proven = True
+    for lb, _, _, po, do in pairs:
+        if best is not None and lb >= best[0]:
+            break
+        left = time_limit_s - (time.perf_counter() - start)
+        if left <= 0:
+            proven = False
+            break
+        status, sol = _solve_pair(cost, po, do, left, best[0] if best else None)
+        if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+            proven = False
+        if sol is not None:
+            best = sol
+    seconds = time.perf_counter() - start
+    if best is None:
+        return CpSatResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)
+    obj, pre, dec, pc, dc = best
+    return CpSatResult("OPTIMAL" if proven else "FEASIBLE", seconds, obj, pre, dec, pc, dc)
+
+
+def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float, upper_bound: int | None):
+    """CP-SAT over one static layout: batch cap selection and stage partition."""
     model = cp_model.CpModel()
     num_layers = cost.cfg.num_hidden_layers
     cap = cost.device_capacity_bytes
     parts = _Partitions(model, num_layers)
-    sels = [(model.NewBoolVar(f"z_{t.layout}_{t.batch}"), t) for t in opts]
-    model.AddExactlyOne(v for v, _ in sels)
+    sels = [(model.NewBoolVar(f"z_{t.batch}"), t) for t in opts]
+    model.AddExactlyOne([v for v, _ in sels])
+    n = parts.get("s", opts[0].layout)
     for sel, t in sels:
-        n = parts.get("s", t.layout)
         for s in range(t.pp):
             model.Add(_busy_expr(t, s, n[s]) + n[s] * t.kv_layer_bytes <= cap).OnlyEnforceIf(sel)
     total = _add_phase_time(model, parts, "s", sels, num_layers)
+    if upper_bound is not None:
+        model.Add(total < upper_bound)
     model.Minimize(total)
     solver = _solver(time_limit_s)
     status = solver.Solve(model)
-    seconds = time.perf_counter() - start
-    name = _STATUS.get(status, str(status))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return CpSatResult(name, seconds, None)
+        return status, None
     t = next(t for sel, t in sels if solver.Value(sel))
-    counts = tuple(solver.Value(n) for n in parts.get("s", t.layout))
-    return CpSatResult(name, seconds, int(solver.ObjectiveValue()), t, t, counts, counts)
+    return status, (int(solver.ObjectiveValue()), t, tuple(solver.Value(v) for v in n))
+
+
+def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0) -> CpSatResult:
+    """Minimize the static (single layout, chunked prefill) objective over ``opts``: one CP-SAT model per
+    layout, in order of a valid lower bound, pruned against the incumbent (as :func:`solve_seesaw`)."""
+    start = time.perf_counter()
+    num_layers = cost.cfg.num_hidden_layers
+    by_layout: dict[Layout, list[PhaseTerms]] = {}
+    for t in opts:
+        if _replica_bytes(t, num_layers, True) * t.layout.tp <= t.layout.replica_size * cost.device_capacity_bytes:
+            by_layout.setdefault(t.layout, []).append(t)
+    order = sorted((min(t.coef * _stage_lower_bound(t, num_layers) for t in v), str(k), v)
+                   for k, v in by_layout.items())
+    best = None
+    proven = True
+    for lb, _, layout_opts in order:
+        if best is not None and lb >= best[0]:
+            break
+        left = time_limit_s - (time.perf_counter() - start)
+        if left <= 0:
+            proven = False
+            break
+        status, sol = _solve_layout_static(cost, layout_opts, left, best[0] if best else None)
+        if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+            proven = False
+        if sol is not None:
+            best = sol
+    seconds = time.perf_counter() - start
+    if best is None:
+        return CpSatResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)
+    obj, t, counts = best
+    return CpSatResult("OPTIMAL" if proven else "FEASIBLE", seconds, obj, t, t, counts, counts)

@@ -127,7 +127,9 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
     use_static = res is None or (
         not pinned and static_res.objective_ns is not None and static_res.objective_ns <= res.objective_ns)
     solver_res = static_res if use_static else res
-    solver = SolverInfo("cp-sat" if search == "cpsat" else "exhaustive", solver_res.status,
+    statuses = {static_res.status} | ({res.status} if res else set())
+    status = "OPTIMAL" if statuses <= {"OPTIMAL", "INFEASIBLE"} else "FEASIBLE"
+    solver = SolverInfo("cp-sat" if search == "cpsat" else "exhaustive", status,
                         static_res.seconds + (res.seconds if res else 0.0), solver_res.objective_ns)
     if use_static:
         if not options.static:
