@@ -13,11 +13,31 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 
 from seesaw.ir.errors import InputError
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Exception classes for command-line usage errors (missing option, unknown option, bad value).
+
+    typer >= 0.2x vendors click as ``typer._click`` (its errors derive from ``typer.TyperException``, and
+    the ``click`` package may not be installed at all); older typer raises ``click.ClickException``.
+    """
+    types: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click  # noqa: PLC0415 (optional: only older typer depends on it)
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+_USAGE_ERRORS = _usage_error_types()
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -103,14 +123,14 @@ def _run(typer_app: typer.Typer, args: list[str]) -> int:
     except InputError as e:
         print(f"seesaw-plan: error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:  # --help; typer.Exit is click's Exit under older typer
         return e.exit_code
-    except click.ClickException as e:
-        print(f"seesaw-plan: error: {e.format_message()}", file=sys.stderr)
-        return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("seesaw-plan: aborted", file=sys.stderr)
         return 130
+    except _USAGE_ERRORS as e:  # missing or unknown option, unparsable value
+        print(f"seesaw-plan: error: {e.format_message()}", file=sys.stderr)
+        return 2
     return 0
 
 
