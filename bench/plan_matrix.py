@@ -65,7 +65,7 @@ def main() -> None:
         t.add_column(c)
     for r in rows(models, args.clusters, wl):
         t.add_row(*r)
-    Console().print(t)
+    Console(width=160).print(t)
 
 
 if __name__ == "__main__":

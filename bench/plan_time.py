@@ -46,7 +46,7 @@ def main() -> None:
         target = TARGET_S.get(cl.num_gpus)
         t.add_row(spec, f"{statistics.median(walls):.2f}", f"{max(walls):.2f}", f"{p.solver.seconds:.2f}",
                   p.solver.status, f"{target:g}" if target else "-", str(p.prefill.layout), str(p.decode.layout))
-    Console().print(t)
+    Console(width=160).print(t)
 
 
 if __name__ == "__main__":
