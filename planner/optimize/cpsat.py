@@ -9,27 +9,16 @@ busy, decode-layout KV), reload, swap and transition times. Every expression res
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
+from seesaw.planner.optimize.result import SearchResult
 from seesaw.planner.optimize.terms import PhaseTerms, host_buffer_max_tokens, stage_of
 
 _STATUS = {cp_model.OPTIMAL: "OPTIMAL", cp_model.FEASIBLE: "FEASIBLE", cp_model.INFEASIBLE: "INFEASIBLE",
            cp_model.MODEL_INVALID: "MODEL_INVALID", cp_model.UNKNOWN: "UNKNOWN"}
-
-
-@dataclass(frozen=True)
-class CpSatResult:
-    status: str
-    seconds: float
-    objective_ns: int | None
-    pre: PhaseTerms | None = None
-    dec: PhaseTerms | None = None
-    pcounts: tuple[int, ...] = ()
-    dcounts: tuple[int, ...] = ()
 
 
 class _Partitions:
@@ -199,8 +188,34 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     return status, (int(solver.ObjectiveValue()), pre, dec, pc, dc)
 
 
+def _solve_in_bound_order(subproblems, solve, time_limit_s: float) -> SearchResult:
+    """Solve ``(lower_bound, key, data)`` subproblems in bound order; ``solve(data, time_left,
+    incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Stops once a bound
+    reaches the incumbent (nothing left can beat it). OPTIMAL when every subproblem solved was proven
+    optimal or infeasible within the time limit."""
+    start = time.perf_counter()
+    best = None
+    proven = True
+    for lb, _, data in sorted(subproblems, key=lambda p: p[:2]):
+        if best is not None and lb >= best[0]:
+            break
+        left = time_limit_s - (time.perf_counter() - start)
+        if left <= 0:
+            proven = False
+            break
+        status, sol = solve(data, left, best[0] if best else None)
+        if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+            proven = False
+        if sol is not None:
+            best = sol
+    seconds = time.perf_counter() - start
+    if best is None:
+        return SearchResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)
+    return SearchResult("OPTIMAL" if proven else "FEASIBLE", seconds, *best)
+
+
 def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
-                 decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0) -> CpSatResult:
+                 decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0) -> SearchResult:
     """Minimize the Seesaw objective over the given options (keyed by dp).
 
     The layout pair (dp, prefill layout, decode layout) is a small discrete set, so the problem is split
@@ -208,7 +223,6 @@ def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
     no transitions) and skipped once the bound reaches the incumbent. The result is OPTIMAL when every
     pair solved was proven optimal (or infeasible) within the time limit.
     """
-    start = time.perf_counter()
     num_layers = cost.cfg.num_hidden_layers
     pairs = []
     for dp in sorted(prefill_opts):
@@ -224,27 +238,9 @@ def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
                 d_lb = {id(t): t.coef * _stage_lower_bound(t, num_layers) for t in do}
                 fits = [p_lb[id(a)] + d_lb[id(b)] for a in po for b in do if _pair_fits(cost, a, b)]
                 if fits:
-                    pairs.append((min(fits), str(lp), str(ld), po, do))
-    pairs.sort(key=lambda p: p[:3])
-    best = None
-    proven = True
-    for lb, _, _, po, do in pairs:
-        if best is not None and lb >= best[0]:
-            break
-        left = time_limit_s - (time.perf_counter() - start)
-        if left <= 0:
-            proven = False
-            break
-        status, sol = _solve_pair(cost, po, do, left, best[0] if best else None)
-        if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
-            proven = False
-        if sol is not None:
-            best = sol
-    seconds = time.perf_counter() - start
-    if best is None:
-        return CpSatResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)
-    obj, pre, dec, pc, dc = best
-    return CpSatResult("OPTIMAL" if proven else "FEASIBLE", seconds, obj, pre, dec, pc, dc)
+                    pairs.append((min(fits), f"{lp}/{ld}", (po, do)))
+    return _solve_in_bound_order(
+        pairs, lambda data, left, ub: _solve_pair(cost, data[0], data[1], left, ub), time_limit_s)
 
 
 def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float, upper_bound: int | None):
@@ -268,36 +264,18 @@ def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: 
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, None
     t = next(t for sel, t in sels if solver.Value(sel))
-    return status, (int(solver.ObjectiveValue()), t, tuple(solver.Value(v) for v in n))
+    counts = tuple(solver.Value(v) for v in n)
+    return status, (int(solver.ObjectiveValue()), t, t, counts, counts)
 
 
-def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0) -> CpSatResult:
+def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0) -> SearchResult:
     """Minimize the static (single layout, chunked prefill) objective over ``opts``: one CP-SAT model per
     layout, in order of a valid lower bound, pruned against the incumbent (as :func:`solve_seesaw`)."""
-    start = time.perf_counter()
     num_layers = cost.cfg.num_hidden_layers
     by_layout: dict[Layout, list[PhaseTerms]] = {}
     for t in opts:
         if _replica_bytes(t, num_layers, True) * t.layout.tp <= t.layout.replica_size * cost.device_capacity_bytes:
             by_layout.setdefault(t.layout, []).append(t)
-    order = sorted((min(t.coef * _stage_lower_bound(t, num_layers) for t in v), str(k), v)
-                   for k, v in by_layout.items())
-    best = None
-    proven = True
-    for lb, _, layout_opts in order:
-        if best is not None and lb >= best[0]:
-            break
-        left = time_limit_s - (time.perf_counter() - start)
-        if left <= 0:
-            proven = False
-            break
-        status, sol = _solve_layout_static(cost, layout_opts, left, best[0] if best else None)
-        if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
-            proven = False
-        if sol is not None:
-            best = sol
-    seconds = time.perf_counter() - start
-    if best is None:
-        return CpSatResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)
-    obj, t, counts = best
-    return CpSatResult("OPTIMAL" if proven else "FEASIBLE", seconds, obj, t, t, counts, counts)
+    order = [(min(t.coef * _stage_lower_bound(t, num_layers) for t in v), str(k), v) for k, v in by_layout.items()]
+    return _solve_in_bound_order(
+        order, lambda data, left, ub: _solve_layout_static(cost, data, left, ub), time_limit_s)

@@ -9,24 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 from seesaw.planner.cost.model import CostModel
+from seesaw.planner.optimize.result import SearchResult
 from seesaw.planner.optimize.objective import SeesawEval, StaticEval, evaluate_seesaw, evaluate_static
 from seesaw.planner.optimize.space import compositions, near_even_partitions
 from seesaw.planner.optimize.terms import PhaseTerms
-
-
-@dataclass(frozen=True)
-class ExhaustiveResult:
-    status: str  # OPTIMAL (full grid), FEASIBLE (coarse grid), INFEASIBLE
-    seconds: float
-    objective_ns: int | None
-    pre: PhaseTerms | None = None
-    dec: PhaseTerms | None = None
-    pcounts: tuple[int, ...] = ()
-    dcounts: tuple[int, ...] = ()
-    evaluated: int = 0
 
 
 def partitions(num_layers: int, pp: int, max_partitions: int) -> tuple[list[tuple[int, ...]], bool]:
@@ -37,7 +25,7 @@ def partitions(num_layers: int, pp: int, max_partitions: int) -> tuple[list[tupl
 
 
 def search_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
-                  decode_opts: dict[int, list[PhaseTerms]], max_partitions: int = 5000) -> ExhaustiveResult:
+                  decode_opts: dict[int, list[PhaseTerms]], max_partitions: int = 5000) -> SearchResult:
     start = time.perf_counter()
     layers = cost.cfg.num_hidden_layers
     best: tuple[SeesawEval, PhaseTerms, PhaseTerms, tuple, tuple] | None = None
@@ -58,13 +46,13 @@ def search_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
                             best = (ev, pre, dec, pc, dc)
     seconds = time.perf_counter() - start
     if best is None:
-        return ExhaustiveResult("INFEASIBLE", seconds, None, evaluated=evaluated)
+        return SearchResult("INFEASIBLE", seconds, None, evaluated=evaluated)
     ev, pre, dec, pc, dc = best
-    return ExhaustiveResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns,
+    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns,
                             pre, dec, pc, dc, evaluated)
 
 
-def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int = 5000) -> ExhaustiveResult:
+def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int = 5000) -> SearchResult:
     start = time.perf_counter()
     layers = cost.cfg.num_hidden_layers
     best: tuple[StaticEval, PhaseTerms, tuple] | None = None
@@ -80,6 +68,6 @@ def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int =
                 best = (ev, t, pc)
     seconds = time.perf_counter() - start
     if best is None:
-        return ExhaustiveResult("INFEASIBLE", seconds, None, evaluated=evaluated)
+        return SearchResult("INFEASIBLE", seconds, None, evaluated=evaluated)
     ev, t, pc = best
-    return ExhaustiveResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns, t, t, pc, pc, evaluated)
+    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns, t, t, pc, pc, evaluated)
