@@ -1,6 +1,7 @@
 """Brute-force search under the same integer objective as CP-SAT (``--search exhaustive``).
 
-Enumerates every dp, prefill (layout, batch), decode (layout, batch) and PP stage partition. When a
+Enumerates every dp, prefill (layout, batch), decode (layout, batch) and PP stage partition (with a
+bound that only skips points that cannot beat the incumbent). When a
 layout has more partitions than ``max_partitions`` the grid is coarsened to near-even partitions
 (``space.near_even_partitions``), so on large instances exhaustive search can only match or trail
 CP-SAT; on small ones it enumerates everything and the two optima must be equal.
@@ -24,32 +25,50 @@ def partitions(num_layers: int, pp: int, max_partitions: int) -> tuple[list[tupl
     return near_even_partitions(num_layers, pp), False
 
 
+def _phase_points(cost: CostModel, opts: list[PhaseTerms], max_partitions: int, with_kv: bool):
+    """Every (time, terms, partition) of one phase whose stages fit on their own, sorted by time."""
+    layers, cap = cost.cfg.num_hidden_layers, cost.device_capacity_bytes
+    points, complete = [], True
+    for t in opts:
+        parts, ok = partitions(layers, t.pp, max_partitions)
+        complete &= ok
+        for pc in parts:
+            if all(t.busy_bytes(s, n) + (n * t.kv_layer_bytes if with_kv else 0) <= cap for s, n in enumerate(pc)):
+                points.append((t.time_ns(pc), t, pc))
+    points.sort(key=lambda p: p[0])
+    return points, complete
+
+
 def search_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
                   decode_opts: dict[int, list[PhaseTerms]], max_partitions: int = 5000) -> SearchResult:
+    """Enumerate every (dp, prefill point, decode point); exact branch and bound: points are visited in
+    order of ``T_prefill + T_decode``, a lower bound of the objective, and the scan stops once that bound
+    reaches the incumbent, so no better point is skipped."""
     start = time.perf_counter()
-    layers = cost.cfg.num_hidden_layers
     best: tuple[SeesawEval, PhaseTerms, PhaseTerms, tuple, tuple] | None = None
     complete = True
     evaluated = 0
     for dp in sorted(prefill_opts):
-        for pre in prefill_opts[dp]:
-            pparts, ok_p = partitions(layers, pre.pp, max_partitions)
-            complete &= ok_p
-            for dec in decode_opts.get(dp, []):
-                dparts, ok_d = partitions(layers, dec.pp, max_partitions)
-                complete &= ok_d
-                for pc in pparts:
-                    for dc in (dparts if pre.layout != dec.layout else [pc]):
-                        evaluated += 1
-                        ev = evaluate_seesaw(cost, pre, dec, pc, dc)
-                        if ev and (best is None or ev.objective_ns < best[0].objective_ns):
-                            best = (ev, pre, dec, pc, dc)
+        pre_pts, ok_p = _phase_points(cost, prefill_opts[dp], max_partitions, with_kv=False)
+        dec_pts, ok_d = _phase_points(cost, decode_opts.get(dp, []), max_partitions, with_kv=True)
+        complete &= ok_p and ok_d
+        for t_pre, pre, pc in pre_pts:
+            if not dec_pts or (best and t_pre + dec_pts[0][0] >= best[0].objective_ns):
+                break
+            for t_dec, dec, dc in dec_pts:
+                if best and t_pre + t_dec >= best[0].objective_ns:
+                    break
+                if pre.layout == dec.layout and pc != dc:
+                    continue  # one layout keeps one partition
+                evaluated += 1
+                ev = evaluate_seesaw(cost, pre, dec, pc, dc)
+                if ev and (best is None or ev.objective_ns < best[0].objective_ns):
+                    best = (ev, pre, dec, pc, dc)
     seconds = time.perf_counter() - start
     if best is None:
         return SearchResult("INFEASIBLE", seconds, None, evaluated=evaluated)
     ev, pre, dec, pc, dc = best
-    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns,
-                            pre, dec, pc, dc, evaluated)
+    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns, pre, dec, pc, dc, evaluated)
 
 
 def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int = 5000) -> SearchResult:
