@@ -30,6 +30,7 @@ def build_options(cost: CostModel, space: SearchSpace):
                    for b in space.prefill_tokens_grid(dp)]
         dec[dp] = [decode_terms(cost, lay, b) for lay in space.decode_layouts(dp)
                    for b in space.decode_seqs_grid(dp, lay.pp)]
+    for dp in cost.dp_degrees():
         static += [static_terms(cost, lay, b) for lay in space.static_layouts(dp)
                    for b in space.decode_seqs_grid(dp, lay.pp)]
     pre = {dp: v for dp, v in pre.items() if v and dec.get(dp)}

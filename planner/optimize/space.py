@@ -89,13 +89,12 @@ class SearchSpace:
         return self.cost.layouts(dp)
 
     def static_layouts(self, dp: int) -> list[Layout]:
-        """Single-layout candidates (pins honoured: a pinned phase fixes the static layout)."""
-        pins = {p for p in (self.prefill_pin, self.decode_pin) if p}
-        if len(pins) == 1:
-            (pin,) = pins
-            return [pin] if pin.dp == dp else []
-        if len(pins) == 2:
-            return []
+        """Single-layout candidates. The best static plan is the baseline vLLM would run, so pins do not
+        restrict it, except under ``--static``, where a pinned layout is the plan itself."""
+        if self.options.static:
+            pin = self.prefill_pin or self.decode_pin
+            if pin:
+                return [pin] if pin.dp == dp else []
         return self.cost.layouts(dp)
 
     def prefill_tokens_grid(self, dp: int) -> list[int]:
