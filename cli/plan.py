@@ -43,7 +43,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
-@app.command()
+@app.command(epilog="Other commands: 'seesaw-plan validate PLAN.json' checks a plan file; "
+                    "'seesaw-plan schema [-o FILE]' prints the plan's JSON Schema.")
 def plan(
     model: Annotated[str, typer.Option("--model", "-m", help="config.json path, folder, or shipped name (e.g. llama-2-70b)")],
     cluster: Annotated[str, typer.Option("--cluster", "-c", help="NxGPU (e.g. 8xA10) or a YAML/JSON cluster file")],
@@ -69,6 +70,8 @@ def plan(
 
     if search not in ("cpsat", "exhaustive"):
         raise InputError("--search", f"'{search}' is not a search (expected cpsat or exhaustive)")
+    if not time_limit > 0:  # also rejects nan; with 0 the solver stops before finding any plan
+        raise InputError("--time-limit", f"must be a positive number of seconds, got {time_limit:g}")
     cfg = load_model_config(model)
     cl = load_cluster(cluster)
     wl = load_workload(workload)

@@ -26,7 +26,9 @@ def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: i
     """Print the plan table. ``kv_bytes_per_token``: all layers, for sizing the host buffer in GB."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("item")
-    t.add_column("Seesaw plan" if not plan.is_static else "plan (static)")
+    # One layout with a host buffer still alternates prefill and decode phases (no chunked prefill).
+    phased = plan.host_kv_buffer_tokens > 0
+    t.add_column("Seesaw plan" if not plan.is_static else "Seesaw plan (one layout)" if phased else "plan (static)")
     t.add_column("best static")
     s = plan.best_static
     pred = plan.prediction
@@ -61,7 +63,9 @@ def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: i
               f"{m.host_capacity_bytes / GB:,.0f} GB", "-")
     console.print(t)
     speedup = (pred.tokens_per_s / s.prediction.tokens_per_s) if s else None
-    verdict = "static (no re-sharding)" if plan.is_static else "re-sharding"
+    verdict = ("re-sharding" if not plan.is_static else
+               "one layout, no re-sharding; prefill and decode alternate through the host KV buffer" if phased
+               else "static (no re-sharding)")
     console.print(f"chosen: {verdict}" + (f"; predicted speedup vs best static: {speedup:.2f}x" if speedup else ""))
     for note in plan.notes:
         console.print(f"note: {note}")

@@ -114,12 +114,16 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
     notes: list[str] = []
 
     res = None
+    statuses = {static_res.status}
     if not options.static and pre_opts:
         res = (cpsat.solve_seesaw(cost, pre_opts, dec_opts, time_limit_s) if search == "cpsat"
                else exhaustive.search_seesaw(cost, pre_opts, dec_opts))
+        statuses.add(res.status)
         if res.objective_ns is None:
             res = None
     if res is None and best_static is None:
+        if "UNKNOWN" in statuses:
+            raise InputError("--time-limit", f"the solver found no plan within {time_limit_s:g} s; allow more time")
         if options.prefill or options.decode:
             raise InputError("--prefill/--decode", f"no plan with the pinned layouts fits: {_min_memory_shortfall(cost)}")
         raise InputError("model", _min_memory_shortfall(cost))
@@ -128,7 +132,6 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
     use_static = res is None or (
         not pinned and static_res.objective_ns is not None and static_res.objective_ns <= res.objective_ns)
     solver_res = static_res if use_static else res
-    statuses = {static_res.status} | ({res.status} if res else set())
     status = "OPTIMAL" if statuses <= {"OPTIMAL", "INFEASIBLE"} else "FEASIBLE"
     solver = SolverInfo("cp-sat" if search == "cpsat" else "exhaustive", status,
                         static_res.seconds + (res.seconds if res else 0.0), solver_res.objective_ns)
