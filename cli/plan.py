@@ -16,28 +16,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from seesaw.cli.common import run_app
 from seesaw.ir.errors import InputError
 
 
-def _usage_error_types() -> tuple[type[Exception], ...]:
-    """Exception classes for command-line usage errors (missing option, unknown option, bad value).
-
-    typer >= 0.2x vendors click as ``typer._click`` (its errors derive from ``typer.TyperException``, and
-    the ``click`` package may not be installed at all); older typer raises ``click.ClickException``.
-    """
-    types: list[type[Exception]] = []
-    if hasattr(typer, "TyperException"):
-        types.append(typer.TyperException)
-    try:
-        import click  # noqa: PLC0415 (optional: only older typer depends on it)
-    except ImportError:
-        pass
-    else:
-        types.append(click.ClickException)
-    return tuple(types)
-
-
-_USAGE_ERRORS = _usage_error_types()
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -121,20 +103,7 @@ def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o")] = N
 
 
 def _run(typer_app: typer.Typer, args: list[str]) -> int:
-    try:
-        typer_app(args=args, prog_name="seesaw-plan", standalone_mode=False)
-    except InputError as e:
-        print(f"seesaw-plan: error: {e}", file=sys.stderr)
-        return 2
-    except typer.Exit as e:  # --help; typer.Exit is click's Exit under older typer
-        return e.exit_code
-    except typer.Abort:
-        print("seesaw-plan: aborted", file=sys.stderr)
-        return 130
-    except _USAGE_ERRORS as e:  # missing or unknown option, unparsable value
-        print(f"seesaw-plan: error: {e.format_message()}", file=sys.stderr)
-        return 2
-    return 0
+    return run_app(typer_app, args, "seesaw-plan")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,54 @@
+"""Shared command-line plumbing: bad input is one line on stderr and exit status 2, never a traceback."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from seesaw.ir.errors import InputError
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Exception classes for command-line usage errors (missing option, unknown option, bad value).
+
+    typer >= 0.2x vendors click as ``typer._click`` (its errors derive from ``typer.TyperException``, and
+    the ``click`` package may not be installed at all); older typer raises ``click.ClickException``.
+    """
+    types: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click  # noqa: PLC0415 (optional: only older typer depends on it)
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+USAGE_ERRORS = _usage_error_types()
+
+
+class CommandError(Exception):
+    """A failure that is not bad input (e.g. a worker died): one line on stderr, exit status 1."""
+
+
+def run_app(typer_app: typer.Typer, args: list[str], prog: str) -> int:
+    """Run a typer app; map InputError and usage errors to status 2, CommandError to 1, Ctrl-C to 130."""
+    try:
+        typer_app(args=args, prog_name=prog, standalone_mode=False)
+    except InputError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except CommandError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except typer.Exit as e:  # --help; typer.Exit is click's Exit under older typer
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print(f"{prog}: aborted", file=sys.stderr)
+        return 130
+    except USAGE_ERRORS as e:  # missing or unknown option, unparsable value
+        print(f"{prog}: error: {e.format_message()}", file=sys.stderr)
+        return 2
+    return 0

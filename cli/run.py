@@ -1,0 +1,135 @@
+"""``seesaw-run``: execute a plan on a checkpoint for a file of prompts.
+
+    seesaw-run plan.json --checkpoint PATH --prompts prompts.jsonl --output out.jsonl --metrics metrics.json
+
+``PATH`` is a Hugging Face folder (config.json + safetensors) or a ``.gguf`` file (dequantized once into a
+cached folder). One worker process per rank (gloo on CPU, NCCL on GPUs). Bad input exits with status 2
+before any work starts; a failed worker exits with status 1 naming its rank.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seesaw.cli.common import CommandError, run_app
+from seesaw.ir.errors import InputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _tokenize(lines, folder: Path, chat: bool):
+    from transformers import AutoTokenizer  # noqa: PLC0415 (heavy import, only when running)
+
+    needs_text = chat or any(ln.prompt is not None for ln in lines)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # noqa: BLE001 (any loader failure is a missing/broken tokenizer)
+        if needs_text:
+            raise InputError("--checkpoint", f"no usable tokenizer in '{folder}': {type(e).__name__}") from None
+        tok = None
+    ids = []
+    for ln in lines:
+        if ln.prompt_token_ids is not None:
+            ids.append(list(ln.prompt_token_ids))
+        elif chat:
+            ids.append(list(tok.apply_chat_template([{"role": "user", "content": ln.prompt}],
+                                                    add_generation_prompt=True, tokenize=True)))
+        else:
+            ids.append(tok(ln.prompt)["input_ids"])
+    return tok, ids
+
+
+def _eos_ids(config: dict, tok) -> set[int]:
+    eos = config.get("eos_token_id")
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tok is not None and tok.eos_token_id is not None:
+        ids.add(tok.eos_token_id)
+    return ids
+
+
+@app.command()
+def run(
+    plan: Annotated[Path, typer.Argument(help="execution plan from seesaw-plan")],
+    checkpoint: Annotated[Path, typer.Option(help="Hugging Face folder or .gguf file")],
+    prompts: Annotated[Path, typer.Option(help="JSONL: {prompt | prompt_token_ids, max_tokens?, temperature?, top_p?, seed?, ignore_eos?}")],
+    output: Annotated[Path, typer.Option(help="JSONL results, in input order")],
+    metrics: Annotated[Optional[Path], typer.Option(help="write run metrics (JSON) here")] = None,
+    chat: Annotated[bool, typer.Option("--chat", help="apply the tokenizer's chat template")] = False,
+    max_tokens: Annotated[int, typer.Option(help="default max_tokens per request")] = 256,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when the plan is for GPUs and one is present)")] = None,
+    gpu_kv_tokens: Annotated[Optional[int], typer.Option(help="override the plan's device KV cache tokens per replica")] = None,
+    host_buffer_tokens: Annotated[Optional[int], typer.Option(help="override the plan's host KV buffer tokens per replica")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Generate for every prompt under the plan's layouts (re-sharding between prefill and decode)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from seesaw.codegen.validate import validate_plan_file  # noqa: PLC0415
+    from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
+    from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
+    from seesaw.runtime.requests import read_prompts  # noqa: PLC0415
+    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
+
+    if device not in (None, "cpu", "cuda"):
+        raise InputError("--device", f"must be cpu or cuda, got '{device}'")
+    exec_plan = validate_plan_file(plan)
+    lines = read_prompts(prompts, max_tokens)
+    folder = prepare_checkpoint(checkpoint)
+    ckpt = Checkpoint(folder)
+    check_fingerprint(ckpt, exec_plan.model.fingerprint)
+    tok, ids = _tokenize(lines, folder, chat)
+    limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
+    seqs = []
+    for ln, prompt_ids in zip(lines, ids):
+        seq = Sequence(ln.index, prompt_ids, max(1, min(ln.max_tokens, limit - len(prompt_ids))), ln.sampling,
+                       ln.ignore_eos)
+        if len(prompt_ids) >= limit:
+            seq.finish_reason, seq.error = "error", f"prompt ({len(prompt_ids)} tokens) exceeds the context limit ({limit})"
+        seqs.append(seq)
+    todo = [s for s in seqs if s.finish_reason is None]
+    try:
+        with Engine(exec_plan, str(folder), device=device, gpu_kv_tokens=gpu_kv_tokens,
+                    host_buffer_tokens=host_buffer_tokens) as engine, \
+                Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                         TextColumn("{task.fields[phase]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                         disable=not progress, transient=True) as bar:
+            task = bar.add_task("requests", total=len(todo), phase="", rate="")
+            start = time.perf_counter()
+            produced = [0]
+
+            def on_progress(phase: str, done: int, new_tokens: int) -> None:
+                produced[0] += new_tokens
+                rate = produced[0] / max(1e-9, time.perf_counter() - start)
+                bar.update(task, completed=done, phase=phase, rate=f"{rate:,.1f} output tok/s")
+
+            _, m = engine.generate(todo, _eos_ids(ckpt.config, tok), on_progress)
+    except WorkerError as e:
+        raise CommandError(str(e)) from None
+    with output.open("w") as f:
+        for s in seqs:
+            rec = {"index": s.index, "prompt_token_ids": s.prompt, "token_ids": s.output,
+                   "text": tok.decode(s.output, skip_special_tokens=True) if tok is not None else None,
+                   "finish_reason": s.finish_reason}
+            if s.error:
+                rec["error"] = s.error
+            f.write(json.dumps(rec) + "\n")
+    report = m.as_dict()
+    report["requests"] = len(seqs)
+    report["errors"] = sum(1 for s in seqs if s.finish_reason == "error")
+    if metrics is not None:
+        metrics.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{len(seqs)} requests ({report['errors']} errors), {m.output_tokens} output tokens in {m.wall_s:.2f} s: "
+          f"{report['tokens_per_s']:.1f} tok/s, {report['output_tokens_per_s']:.1f} output tok/s, "
+          f"{m.transitions} transitions ({m.transition_s:.2f} s)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    code = run_app(app, list(sys.argv[1:] if argv is None else argv), "seesaw-run")
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,45 @@
+"""Attention backend (torch SDPA): prefill over the batch's own K/V, decode over the paged cache.
+
+Shapes: ``q [T, heads_q, d]``, ``k, v [T, heads_kv, d]`` (this rank's heads). Grouped-query attention maps
+query head ``h`` to KV head ``h // (heads_q / heads_kv)``, as Hugging Face's ``repeat_kv``. A Triton paged
+kernel can replace :func:`decode_attention` behind the same signature (issue 3: "pluggable backend").
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _expand_kv(x: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
+    return x if groups == 1 else x.repeat_interleave(groups, dim=dim)
+
+
+def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: list[int],
+                      scale: float) -> torch.Tensor:
+    """Causal attention of each sequence's prompt over itself. Returns ``[T, heads_q, d]``."""
+    groups = q.shape[1] // k.shape[1]
+    out = torch.empty_like(q)
+    start = 0
+    for n in seq_lens:
+        qs = q[start:start + n].transpose(0, 1)  # [h, n, d]
+        ks = _expand_kv(k[start:start + n].transpose(0, 1), groups, 0)
+        vs = _expand_kv(v[start:start + n].transpose(0, 1), groups, 0)
+        out[start:start + n] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale).transpose(0, 1)
+        start += n
+    return out
+
+
+def decode_attention(q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor, context_lens: torch.Tensor,
+                     scale: float) -> torch.Tensor:
+    """One new token per sequence over its cached context.
+
+    ``q [B, heads_q, d]``; ``k_ctx, v_ctx [B, L, heads_kv, d]`` gathered from the paged cache (padded to the
+    longest context ``L``); ``context_lens [B]`` valid lengths (including the new token). Returns
+    ``[B, heads_q, d]``.
+    """
+    groups = q.shape[1] // k_ctx.shape[2]
+    kk = _expand_kv(k_ctx.permute(0, 2, 1, 3), groups, 1)  # [B, h, L, d]
+    vv = _expand_kv(v_ctx.permute(0, 2, 1, 3), groups, 1)
+    mask = torch.arange(k_ctx.shape[1], device=q.device).unsqueeze(0) < context_lens.unsqueeze(1)
+    out = F.scaled_dot_product_attention(q.unsqueeze(2), kk, vv, attn_mask=mask[:, None, None, :], scale=scale)
+    return out.squeeze(2)

@@ -1,0 +1,253 @@
+"""The scheduler process: spawns one worker per rank, drives each DP replica's scheduler, and collects
+tokens and metrics. Workers are ``torch.multiprocessing`` spawn processes joined by gloo (CPU) or NCCL
+(CUDA); the scheduler talks to them only through queues.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.multiprocessing as mp
+
+from seesaw.codegen.plan import ExecutionPlan
+from seesaw.runtime.kv_cache import HostKVBuffer, PageAllocator
+from seesaw.runtime.scheduler import Policy, ReplicaScheduler, Sequence
+from seesaw.runtime.worker import WorkerConfig, worker_main
+
+
+class WorkerError(RuntimeError):
+    """A worker failed or died; ``rank`` names it."""
+
+    def __init__(self, rank: int, message: str) -> None:
+        self.rank = rank
+        super().__init__(f"rank {rank}: {message}")
+
+
+@dataclass
+class RunMetrics:
+    requests: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    wall_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    transition_s: float = 0.0
+    transitions: int = 0
+    kv_swap_out_bytes: int = 0
+    kv_swap_in_bytes: int = 0
+    transition_bytes: int = 0
+    per_replica: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "per_replica"}
+        d["tokens_per_s"] = (self.prompt_tokens + self.output_tokens) / self.wall_s if self.wall_s else 0.0
+        d["output_tokens_per_s"] = self.output_tokens / self.wall_s if self.wall_s else 0.0
+        d["requests_per_s"] = self.requests / self.wall_s if self.wall_s else 0.0
+        return d
+
+
+def _use_cuda(plan: ExecutionPlan, device: str | None) -> bool:
+    if device is not None:
+        return device == "cuda"
+    gpu = str(plan.cluster.get("gpu", {}).get("name", "")).lower() if isinstance(plan.cluster.get("gpu"), dict) else ""
+    return torch.cuda.is_available() and gpu != "cpu"
+
+
+class Engine:
+    """Runs a plan on a checkpoint folder. Use as a context manager (stops every worker on exit).
+
+    ``gpu_kv_tokens`` / ``host_buffer_tokens`` override the plan's per-replica sizes (tests use tiny ones);
+    raises :class:`WorkerError` when a worker fails to start.
+    """
+
+    def __init__(self, plan: ExecutionPlan, checkpoint: str, *, device: str | None = None, dtype: str | None = None,
+                 gpu_kv_tokens: int | None = None, host_buffer_tokens: int | None = None,
+                 collective_timeout_s: float = 60.0, start_timeout_s: float = 600.0) -> None:
+        self.plan = plan
+        self.cuda = _use_cuda(plan, device)
+        self.dtype = dtype or ("bfloat16" if self.cuda else "float32")
+        pre, dec = plan.prefill.layout, plan.decode.layout
+        self.world = pre.dp * pre.tp * pre.pp
+        self.dp = pre.dp
+        self.replica = self.world // self.dp
+        page = plan.kv.page_size_tokens
+        kv_tokens = gpu_kv_tokens if gpu_kv_tokens is not None else plan.kv.gpu_kv_tokens_per_replica
+        self.gpu_pages = max(1, -(-kv_tokens // page))
+        self.resharding = (plan.prefill.layout, plan.prefill.stage_layers) != (plan.decode.layout, plan.decode.stage_layers)
+        buf = host_buffer_tokens if host_buffer_tokens is not None else plan.kv.host_buffer_tokens_per_replica
+        self.use_buffer = buf > 0 and (self.resharding or not plan.schedule.static)
+        self.buffer_tokens = buf if self.use_buffer else 0
+        self._tmp = tempfile.mkdtemp(prefix="seesaw-run-")
+        self.host = None
+        fp = plan.model.fingerprint
+        if self.use_buffer:
+            self.host = HostKVBuffer.create(os.path.join(self._tmp, "host_kv_buffer"), fp["num_hidden_layers"],
+                                            fp["num_key_value_heads"], self.buffer_tokens * self.dp, fp["head_dim"],
+                                            getattr(torch, self.dtype))
+        cfg = WorkerConfig(plan_json=plan.model_dump_json(), checkpoint=str(checkpoint),
+                           init_method=f"file://{os.path.join(self._tmp, 'dist_init')}", world_size=self.world,
+                           device="cuda" if self.cuda else "cpu", dtype=self.dtype, gpu_pages=self.gpu_pages,
+                           host_buffer=self.host.spec() if self.host else None,
+                           collective_timeout_s=collective_timeout_s)
+        ctx = mp.get_context("spawn")
+        self.results = ctx.Queue()
+        self.commands = [ctx.Queue() for _ in range(self.world)]
+        self.procs = [ctx.Process(target=worker_main, args=(r, cfg, self.commands[r], self.results), daemon=True)
+                      for r in range(self.world)]
+        for p in self.procs:
+            p.start()
+        self.ready: dict[int, dict] = {}
+        try:
+            while len(self.ready) < self.world:
+                msg = self._get(start_timeout_s)
+                if msg[0] == "ready":
+                    self.ready[msg[1]] = msg[2]
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _get(self, timeout_s: float = 3600.0):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                msg = self.results.get(timeout=0.2)
+            except queue.Empty:
+                for rank, p in enumerate(self.procs):
+                    if p.exitcode is not None and p.exitcode != 0:
+                        raise WorkerError(rank, f"worker process died (exit code {p.exitcode})")
+                if time.monotonic() > deadline:
+                    raise WorkerError(-1, f"no answer from the workers within {timeout_s:g} s")
+                continue
+            if msg[0] == "error":
+                raise WorkerError(msg[1], msg[2])
+            return msg
+
+    def _send(self, ranks, cmd) -> None:
+        for r in ranks:
+            self.commands[r].put(cmd)
+
+    def replica_ranks(self, r: int) -> range:
+        return range(r * self.replica, (r + 1) * self.replica)
+
+    def close(self) -> None:
+        """Stop every worker (join, then terminate and kill stragglers) and remove temporary files."""
+        for q in getattr(self, "commands", []):
+            try:
+                q.put(("stop",))
+            except Exception:
+                pass
+        deadline = time.monotonic() + 5
+        for p in getattr(self, "procs", []):
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in getattr(self, "procs", []):
+            if p.is_alive():
+                p.terminate()
+                p.join(2)
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        if self.host is not None:
+            self.host.unlink()
+            self.host = None
+        for name in ("dist_init",):
+            path = os.path.join(self._tmp, name)
+            if os.path.exists(path):
+                os.unlink(path)
+        try:
+            os.rmdir(self._tmp)
+        except OSError:
+            pass
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- generation -------------------------------------------------------------------------------------
+    def _scheduler(self, r: int, eos_ids: set[int]) -> ReplicaScheduler:
+        s = self.plan.schedule
+        policy = Policy(resharding=self.resharding, use_buffer=self.use_buffer,
+                        max_prefill_tokens=max(1, s.max_prefill_tokens or s.max_batched_tokens or 1),
+                        decode_max_seqs=max(1, s.decode_max_seqs),
+                        prefill_to_decode_threshold_tokens=min(s.prefill_to_decode_threshold_tokens or self.buffer_tokens,
+                                                               self.buffer_tokens) or self.buffer_tokens,
+                        decode_to_prefill_threshold_tokens=s.decode_to_prefill_threshold_tokens,
+                        prefill_pp=self.plan.prefill.layout.pp, decode_pp=self.plan.decode.layout.pp)
+        sched = ReplicaScheduler(policy, PageAllocator(self.gpu_pages, self.plan.kv.page_size_tokens),
+                                 self.buffer_tokens, eos_ids)
+        sched.buffer_offset = r * self.buffer_tokens
+        return sched
+
+    def generate(self, sequences: list[Sequence], eos_ids: set[int], on_progress=None) -> tuple[list[Sequence], RunMetrics]:
+        """Serve every sequence; returns them (with outputs and finish reasons) and the run's metrics."""
+        scheds = [self._scheduler(r, eos_ids) for r in range(self.dp)]
+        for i, seq in enumerate(sequences):
+            scheds[i % self.dp].add(seq)
+        m = RunMetrics(requests=len(sequences), prompt_tokens=sum(len(s.prompt) for s in sequences))
+        phase_s = [{"prefill": 0.0, "decode": 0.0, "transition": 0.0} for _ in scheds]
+        start = time.perf_counter()
+        while True:
+            issued = []
+            for r, sched in enumerate(scheds):
+                act = sched.next_action()
+                if act.kind == "done":
+                    continue
+                ranks = self.replica_ranks(r)
+                if act.kind == "transition":
+                    self._send(ranks, ("transition", act.target))
+                else:
+                    if act.swap_in:
+                        off = sched.buffer_offset
+                        self._send(ranks, ("swap_in", [(b + off, n, sl) for b, n, sl in act.swap_in]))
+                    if sched.buffer_offset:
+                        for mb in act.micro_batches:
+                            if mb.buffer_starts is not None:
+                                mb.buffer_starts = [b + sched.buffer_offset for b in mb.buffer_starts]
+                    self._send(ranks, ("forward", act.micro_batches))
+                issued.append((r, act, time.perf_counter()))
+            if not issued:
+                break
+            for r, act, t0 in issued:
+                if act.kind == "transition":
+                    secs = [self._expect(r, "transition")["seconds"] for _ in self.replica_ranks(r)]
+                    phase_s[r]["transition"] += max(secs)
+                    m.transitions += 1 if r == 0 else 0
+                else:
+                    tokens = {}
+                    for seq_ids, toks in self._expect(r, "tokens"):
+                        tokens.update(zip(seq_ids, toks))
+                    phase_s[r][act.kind] += time.perf_counter() - t0
+                    scheds[r].on_tokens(act.kind, tokens)
+                    if on_progress:
+                        on_progress(act.kind, sum(len(s.finished) for s in scheds), len(tokens))
+        m.wall_s = time.perf_counter() - start
+        m.output_tokens = sum(len(s.output) for s in sequences)
+        for key in ("prefill", "decode", "transition"):
+            setattr(m, f"{key}_s", max(p[key] for p in phase_s))
+        m.per_replica = phase_s
+        self._send(range(self.world), ("stats",))
+        for _ in range(self.world):
+            st = self._expect(None, "stats")
+            m.kv_swap_out_bytes += st["kv_swap_out_bytes"]
+            m.kv_swap_in_bytes += st["kv_swap_in_bytes"]
+            m.transition_bytes += st["transition_bytes"]
+        return sequences, m
+
+    def _expect(self, replica: int | None, kind: str):
+        """Next message of ``kind`` (from a rank of ``replica`` when given); others are kept for later."""
+        pending = getattr(self, "_pending", [])
+        for i, msg in enumerate(pending):
+            if msg[0] == kind and (replica is None or msg[1] in self.replica_ranks(replica)):
+                return pending.pop(i)[2]
+        while True:
+            msg = self._get()
+            if msg[0] == kind and (replica is None or msg[1] in self.replica_ranks(replica)):
+                return msg[2]
+            pending.append(msg)
+            self._pending = pending

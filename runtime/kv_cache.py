@@ -1,0 +1,166 @@
+"""KV cache tiers: the paged device cache (decode layout) and the layout-independent host buffer.
+
+- :class:`PagedKVCache` (one per rank): for each of the rank's decode-layout layers, K and V of shape
+  ``[num_slots, kv_heads_local, head_dim]`` with ``num_slots = pages * page_size``; a sequence's tokens
+  live in the slots its block table names. It stays resident across phases (DESIGN.md section 1).
+- :class:`HostKVBuffer`: one tensor ``[layers, 2, kv_heads, tokens, head_dim]`` in shared memory (a
+  memory-mapped file every process maps), heads before tokens so a TP rank's share is a contiguous head
+  slice. Prefill ranks write their (layer range, head slice); decode ranks read theirs.
+- :class:`PageAllocator` / :class:`BufferAllocator` (scheduler side): page and buffer-range bookkeeping.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+class PagedKVCache:
+    """Device KV pages of one rank: ``layers`` is its decode-layout layer range ``[start, stop)``."""
+
+    def __init__(self, layers: tuple[int, int], kv_heads: int, head_dim: int, num_pages: int, page_size: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        self.start, self.stop = layers
+        self.page_size = page_size
+        slots = num_pages * page_size
+        # torch.empty: memory is committed as pages are written, not at allocation
+        self.k = [torch.empty(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(*layers)]
+        self.v = [torch.empty(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(*layers)]
+
+    def holds(self, layer: int) -> bool:
+        return self.start <= layer < self.stop
+
+    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store ``k, v [T, kv_heads_local, head_dim]`` at ``slots [T]``."""
+        i = layer - self.start
+        self.k[i][slots] = k
+        self.v[i][slots] = v
+
+    def gather(self, layer: int, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K, V at ``slots [...]`` -> ``[..., kv_heads_local, head_dim]``."""
+        i = layer - self.start
+        return self.k[i][slots], self.v[i][slots]
+
+
+class HostKVBuffer:
+    """The shared host buffer ``[layers, 2, kv_heads, tokens, head_dim]`` (float32 or the model dtype).
+
+    Backed by a file (``path``) that the scheduler creates and every worker maps with
+    ``torch.from_file(shared=True)``, so writes by prefill ranks are visible to decode ranks.
+    """
+
+    def __init__(self, path: str, layers: int, kv_heads: int, tokens: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.path, self.shape, self.dtype = path, (layers, 2, kv_heads, tokens, head_dim), dtype
+        numel = math.prod(self.shape)
+        self.tensor = torch.from_file(path, shared=True, size=numel, dtype=dtype).view(self.shape)
+
+    @classmethod
+    def create(cls, path: str, layers: int, kv_heads: int, tokens: int, head_dim: int,
+               dtype: torch.dtype = torch.float32) -> "HostKVBuffer":
+        """Create (sparse) the backing file of the right size, then map it."""
+        nbytes = layers * 2 * kv_heads * max(tokens, 1) * head_dim * torch.empty((), dtype=dtype).element_size()
+        with open(path, "wb") as f:
+            f.truncate(nbytes)
+        return cls(path, layers, kv_heads, max(tokens, 1), head_dim, dtype)
+
+    def spec(self) -> dict:
+        layers, _, kv_heads, tokens, head_dim = self.shape
+        return dict(path=self.path, layers=layers, kv_heads=kv_heads, tokens=tokens, head_dim=head_dim,
+                    dtype=self.dtype)
+
+    def write(self, layer: int, heads: slice, start: int, k: torch.Tensor, v: torch.Tensor) -> int:
+        """Swap out ``k, v [T, heads, head_dim]`` of one layer to tokens ``[start, start + T)``; bytes."""
+        t = k.shape[0]
+        self.tensor[layer, 0, heads, start:start + t] = k.transpose(0, 1).to(self.dtype)
+        self.tensor[layer, 1, heads, start:start + t] = v.transpose(0, 1).to(self.dtype)
+        return 2 * k.numel() * self.tensor.element_size()
+
+    def read(self, layer: int, heads: slice, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """K, V of tokens ``[start, start + length)`` -> ``[length, heads, head_dim]`` each."""
+        k = self.tensor[layer, 0, heads, start:start + length].transpose(0, 1)
+        v = self.tensor[layer, 1, heads, start:start + length].transpose(0, 1)
+        return k, v
+
+    def close(self) -> None:
+        self.tensor = None
+
+    def unlink(self) -> None:
+        self.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+class PageAllocator:
+    """Free-list of device KV pages (one replica; every rank of it mirrors the same page table)."""
+
+    def __init__(self, num_pages: int, page_size: int) -> None:
+        self.page_size = page_size
+        self.num_pages = num_pages
+        self.free = list(range(num_pages - 1, -1, -1))
+
+    def pages_for(self, tokens: int) -> int:
+        return -(-tokens // self.page_size)
+
+    def can_allocate_total(self, tokens: int) -> bool:
+        """Whether ``tokens`` could ever fit (all pages free)."""
+        return self.pages_for(tokens) <= self.num_pages
+
+    def can_allocate(self, tokens: int) -> bool:
+        return self.pages_for(tokens) <= len(self.free)
+
+    def allocate(self, tokens: int) -> list[int]:
+        n = self.pages_for(tokens)
+        if n > len(self.free):
+            raise MemoryError(f"need {n} KV pages, {len(self.free)} free")
+        return [self.free.pop() for _ in range(n)]
+
+    def release(self, pages: list[int]) -> None:
+        self.free.extend(reversed(pages))
+
+
+def slots_of(pages: list[int], page_size: int, start: int, stop: int) -> list[int]:
+    """Cache slot of each token position in ``[start, stop)`` given a sequence's block table."""
+    return [pages[p // page_size] * page_size + p % page_size for p in range(start, stop)]
+
+
+@dataclass
+class _Range:
+    start: int
+    length: int
+
+
+class BufferAllocator:
+    """First-fit allocation of contiguous token ranges in the host buffer."""
+
+    def __init__(self, tokens: int) -> None:
+        self.capacity = tokens
+        self.used = 0
+        self.free: list[_Range] = [_Range(0, tokens)] if tokens > 0 else []
+
+    def allocate(self, length: int) -> int | None:
+        """Start of a free range of ``length`` tokens, or None when no hole is large enough."""
+        for i, r in enumerate(self.free):
+            if r.length >= length:
+                start = r.start
+                r.start += length
+                r.length -= length
+                if r.length == 0:
+                    del self.free[i]
+                self.used += length
+                return start
+        return None
+
+    def release(self, start: int, length: int) -> None:
+        self.used -= length
+        self.free.append(_Range(start, length))
+        self.free.sort(key=lambda r: r.start)
+        merged: list[_Range] = []
+        for r in self.free:
+            if merged and merged[-1].start + merged[-1].length == r.start:
+                merged[-1].length += r.length
+            else:
+                merged.append(r)
+        self.free = merged

@@ -1,0 +1,164 @@
+"""One worker process per rank: process groups of both layouts, host copies of both shard sets, the
+resident decode-layout KV cache, and a command loop driven by the scheduler through queues.
+
+Commands (tuples, first item the kind): ``("forward", [ForwardBatch, ...])`` runs the current phase's
+program on each micro-batch in order (PP stages overlap across micro-batches: sends are asynchronous);
+``("swap_in", [(buffer_start, tokens, slots), ...])`` copies buffered KV into the device cache under the
+decode layout; ``("transition", phase)`` drops this phase's device weights and loads the other phase's
+shards from the host copies; ``("stats",)``; ``("stop",)``. Errors are reported as ``("error", rank,
+message)`` before the process exits non-zero.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from seesaw.codegen.plan import ExecutionPlan, PhasePlan
+from seesaw.ir.config import ModelConfig
+from seesaw.runtime import layers
+from seesaw.runtime.checkpoint import Checkpoint
+from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache
+from seesaw.runtime.program import PhaseProgram, RankContext
+
+
+@dataclass
+class WorkerConfig:
+    """Everything a worker needs, picklable (sent once at spawn)."""
+
+    plan_json: str
+    checkpoint: str
+    init_method: str
+    world_size: int
+    device: str  # "cpu" or "cuda"
+    dtype: str  # "float32" | "bfloat16" | "float16"
+    gpu_pages: int
+    host_buffer: dict | None  # HostKVBuffer spec
+    collective_timeout_s: float = 60.0
+
+
+def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict) -> dict:
+    """Host copies of this rank's shards in ``phase`` (identical (name, slice) pairs shared)."""
+    out = {}
+    for name, sl in phase.ranks[rank].weight_shards.items():
+        key = (name, None if sl is None else (sl.dim, sl.start, sl.stop))
+        if key not in cache:
+            t = ckpt.read(name, sl, dtype=dtype)
+            cache[key] = t.pin_memory() if torch.cuda.is_available() and t.device.type == "cpu" else t
+        out[name] = cache[key]
+    return out
+
+
+class Worker:
+    def __init__(self, rank: int, cfg: WorkerConfig) -> None:
+        self.rank = rank
+        self.plan = ExecutionPlan.model_validate_json(cfg.plan_json)
+        self.device = torch.device(f"cuda:{rank % max(1, torch.cuda.device_count())}" if cfg.device == "cuda" else "cpu")
+        self.dtype = getattr(torch, cfg.dtype)
+        backend = "nccl" if cfg.device == "cuda" else "gloo"
+        if cfg.device == "cuda":
+            torch.cuda.set_device(self.device)
+        dist.init_process_group(backend, init_method=cfg.init_method, rank=rank, world_size=cfg.world_size,
+                                timeout=timedelta(seconds=cfg.collective_timeout_s))
+        # every rank creates every group of both layouts, in the same order
+        self.groups = {ph: {g.id: dist.new_group(g.ranks) for g in self.plan.phase(ph).process_groups}
+                       for ph in ("prefill", "decode")}
+        ckpt = Checkpoint(cfg.checkpoint)
+        self.cfg = ModelConfig.from_hf_dict(ckpt.config, name=self.plan.model.name, source=cfg.checkpoint)
+        rope_scaling = ckpt.config.get("rope_scaling")
+        self.rope = layers.Rope(self.cfg.head_dim, self.cfg.rope_theta, rope_scaling)
+        cache: dict = {}
+        self.host_weights = {ph: _load_shards(ckpt, self.plan.phase(ph), rank, self.dtype, cache)
+                             for ph in ("prefill", "decode")}
+        self.host_weight_bytes = sum(t.numel() * t.element_size() for t in cache.values())
+        dec = self.plan.decode.ranks[rank]
+        k_name = next((n for n in dec.weight_shards if n.endswith("self_attn.k_proj.weight")), None)
+        k_sl = dec.weight_shards.get(k_name) if k_name else None
+        kv_heads = (k_sl.stop - k_sl.start) // self.cfg.head_dim if k_sl else self.cfg.num_key_value_heads
+        self.kv = PagedKVCache(tuple(dec.layers), kv_heads, self.cfg.head_dim, cfg.gpu_pages,
+                               self.plan.kv.page_size_tokens, self.dtype, self.device)
+        self.host = HostKVBuffer(**cfg.host_buffer) if cfg.host_buffer else None
+        self.stats = {"kv_swap_out_bytes": 0, "kv_swap_in_bytes": 0, "transition_bytes": 0}
+        self.phase = "prefill"
+        self._activate("prefill")
+
+    def _activate(self, phase: str) -> int:
+        """Load ``phase``'s shards onto the device from the host copies; returns bytes copied."""
+        self.weights = None
+        self.program = None
+        host = self.host_weights[phase]
+        weights = {n: t.to(self.device, non_blocking=True).clone() if self.device.type == "cpu" else
+                   t.to(self.device, non_blocking=True) for n, t in host.items()}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.weights = weights
+        self.phase = phase
+        rp = self.plan.phase(phase).ranks[self.rank]
+        ctx = RankContext(self.cfg, self.rope, weights, self.groups[phase], rp.tp_rank, self.kv, self.host,
+                          self.device, self.dtype, self.stats)
+        self.program = PhaseProgram(rp, ctx)
+        return sum(t.numel() * t.element_size() for t in weights.values())
+
+    @property
+    def is_sampler(self) -> bool:
+        rp = self.plan.phase(self.phase).ranks[self.rank]
+        return rp.tp_rank == 0 and rp.pp_rank == self.plan.phase(self.phase).layout.pp - 1
+
+    def forward(self, batches) -> list:
+        out = []
+        with torch.inference_mode():
+            for b in batches:
+                tokens = self.program.forward(b)
+                if self.is_sampler:
+                    out.append((b.seq_ids, tokens))
+        self.program.flush()
+        return out
+
+    def swap_in(self, items) -> None:
+        """Copy each buffered sequence's KV slice (this rank's decode layers and heads) into its pages."""
+        dec = self.plan.decode.ranks[self.rank]
+        heads = PhaseProgram.kv_head_slice(dec, self.cfg)
+        for start, length, slots in items:
+            idx = torch.tensor(slots, device=self.device)
+            for layer in range(*dec.layers):
+                k, v = self.host.read(layer, heads, start, length)
+                self.kv.write(layer, idx, k.to(self.device, self.dtype), v.to(self.device, self.dtype))
+                self.stats["kv_swap_in_bytes"] += 2 * k.numel() * k.element_size()
+
+
+def worker_main(rank: int, cfg: WorkerConfig, commands, results) -> None:
+    """Process entry point (``torch.multiprocessing`` spawn)."""
+    torch.set_num_threads(max(1, int(os.environ.get("SEESAW_THREADS_PER_RANK", "1"))))
+    try:
+        w = Worker(rank, cfg)
+        results.put(("ready", rank, {"host_weight_bytes": w.host_weight_bytes}))
+        while True:
+            cmd = commands.get()
+            kind = cmd[0]
+            if kind == "stop":
+                break
+            if kind == "forward":
+                out = w.forward(cmd[1])
+                if w.is_sampler:
+                    results.put(("tokens", rank, out))
+            elif kind == "swap_in":
+                w.swap_in(cmd[1])
+            elif kind == "transition":
+                start = time.perf_counter()
+                nbytes = w._activate(cmd[1])
+                w.stats["transition_bytes"] += nbytes
+                results.put(("transition", rank, {"seconds": time.perf_counter() - start, "bytes": nbytes}))
+            elif kind == "stats":
+                results.put(("stats", rank, dict(w.stats)))
+        dist.destroy_process_group()
+    except KeyboardInterrupt:
+        pass
+    except BaseException as e:  # reported to the scheduler, which names the rank
+        msg = f"{type(e).__name__}: {e}"
+        results.put(("error", rank, msg, traceback.format_exc()))
+        raise SystemExit(1)
