@@ -119,6 +119,7 @@ class Engine:
             except queue.Empty:
                 for rank, p in enumerate(self.procs):
                     if p.exitcode is not None and p.exitcode != 0:
+                        self._raise_reported_error()
                         raise WorkerError(rank, f"worker process died (exit code {p.exitcode})")
                 if time.monotonic() > deadline:
                     raise WorkerError(-1, f"no answer from the workers within {timeout_s:g} s")
@@ -126,6 +127,17 @@ class Engine:
             if msg[0] == "error":
                 raise WorkerError(msg[1], msg[2])
             return msg
+
+    def _raise_reported_error(self) -> None:
+        """A dead worker may have reported why just before exiting: surface that message."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                msg = self.results.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if msg[0] == "error":
+                raise WorkerError(msg[1], msg[2])
 
     def _send(self, ranks, cmd) -> None:
         for r in ranks:

