@@ -35,6 +35,7 @@ class ForwardBatch:
     sampling: list[SamplingParams] = field(default_factory=list)
     sample_index: list[int] = field(default_factory=list)
     micro_batch: int = 0
+    return_logits: bool = False  # also return the sampled rows' logits (tests compare them to a reference)
 
     @property
     def num_tokens(self) -> int:

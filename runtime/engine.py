@@ -61,13 +61,17 @@ class Engine:
     """Runs a plan on a checkpoint folder. Use as a context manager (stops every worker on exit).
 
     ``gpu_kv_tokens`` / ``host_buffer_tokens`` override the plan's per-replica sizes (tests use tiny ones);
-    raises :class:`WorkerError` when a worker fails to start.
+    ``keep_logits`` records every sampled token's logits in ``self.logits`` (tests). Raises
+    :class:`WorkerError` when a worker fails to start.
     """
 
     def __init__(self, plan: ExecutionPlan, checkpoint: str, *, device: str | None = None, dtype: str | None = None,
                  gpu_kv_tokens: int | None = None, host_buffer_tokens: int | None = None,
-                 collective_timeout_s: float = 60.0, start_timeout_s: float = 600.0) -> None:
+                 collective_timeout_s: float = 60.0, start_timeout_s: float = 600.0,
+                 keep_logits: bool = False) -> None:
         self.plan = plan
+        self.keep_logits = keep_logits
+        self.logits: dict[int, list[torch.Tensor]] = {}  # sequence index -> logits of each sampled token
         self.cuda = _use_cuda(plan, device)
         self.dtype = dtype or ("bfloat16" if self.cuda else "float32")
         pre, dec = plan.prefill.layout, plan.decode.layout
@@ -221,6 +225,8 @@ class Engine:
                         for mb in act.micro_batches:
                             if mb.buffer_starts is not None:
                                 mb.buffer_starts = [b + sched.buffer_offset for b in mb.buffer_starts]
+                    for mb in act.micro_batches:
+                        mb.return_logits = self.keep_logits
                     self._send(ranks, ("forward", act.micro_batches))
                 issued.append((r, act, time.perf_counter()))
             if not issued:
@@ -232,8 +238,11 @@ class Engine:
                     m.transitions += 1 if r == 0 else 0
                 else:
                     tokens = {}
-                    for seq_ids, toks in self._expect(r, "tokens"):
+                    for seq_ids, toks, logits in self._expect(r, "tokens"):
                         tokens.update(zip(seq_ids, toks))
+                        if logits is not None and self.keep_logits:
+                            for i, sid in enumerate(seq_ids):
+                                self.logits.setdefault(sid, []).append(logits[i])
                     phase_s[r][act.kind] += time.perf_counter() - t0
                     scheds[r].on_tokens(act.kind, tokens)
                     if on_progress:

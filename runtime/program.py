@@ -223,8 +223,9 @@ class PhaseProgram:
             start += n
 
     # -- execution --------------------------------------------------------------------------------------
-    def forward(self, b: ForwardBatch) -> list[int] | None:
-        """Run the program on one micro-batch; the sampled tokens on a sampling rank, else None."""
+    def forward(self, b: ForwardBatch) -> tuple[list[int] | None, torch.Tensor | None]:
+        """Run the program on one micro-batch: ``(sampled tokens, logits [B, vocab] or None)`` on the
+        sampling rank (logits only when ``b.return_logits``), ``(None, None)`` elsewhere."""
         r = _Regs()
         ids = [t for toks in b.tokens for t in toks]
         r.ids = torch.tensor(ids, device=self.ctx.device)
@@ -235,7 +236,8 @@ class PhaseProgram:
         r.cos, r.sin = self.ctx.rope.cos_sin(torch.tensor(pos, device=self.ctx.device), self.ctx.dtype)
         for step in self.steps:
             step(r, b)
-        return r.tokens
+        logits = r.logits.float().cpu() if (b.return_logits and r.tokens is not None) else None
+        return r.tokens, logits
 
     def flush(self) -> None:
         """Wait for outstanding sends (before the next phase or batch reuse)."""

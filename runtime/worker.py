@@ -113,9 +113,9 @@ class Worker:
         out = []
         with torch.inference_mode():
             for b in batches:
-                tokens = self.program.forward(b)
+                tokens, logits = self.program.forward(b)
                 if self.is_sampler:
-                    out.append((b.seq_ids, tokens))
+                    out.append((b.seq_ids, tokens, logits))
         self.program.flush()
         return out
 
