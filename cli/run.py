@@ -37,8 +37,9 @@ def _tokenize(lines, folder: Path, chat: bool):
         if ln.prompt_token_ids is not None:
             ids.append(list(ln.prompt_token_ids))
         elif chat:
-            ids.append(list(tok.apply_chat_template([{"role": "user", "content": ln.prompt}],
-                                                    add_generation_prompt=True, tokenize=True)))
+            text = tok.apply_chat_template([{"role": "user", "content": ln.prompt}], add_generation_prompt=True,
+                                           tokenize=False)
+            ids.append(tok(text, add_special_tokens=False)["input_ids"])
         else:
             ids.append(tok(ln.prompt)["input_ids"])
     return tok, ids
