@@ -36,7 +36,12 @@ class CommandError(Exception):
 def run_app(typer_app: typer.Typer, args: list[str], prog: str) -> int:
     """Run a typer app; map InputError and usage errors to status 2, CommandError to 1, Ctrl-C to 130."""
     try:
-        typer_app(args=args, prog_name=prog, standalone_mode=False)
+        rv = typer_app(args=args, prog_name=prog, standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+            # typer turns Ctrl-C into an exit code (130) that non-standalone mode returns
+            if rv == 130:
+                print(f"{prog}: aborted", file=sys.stderr)
+            return rv
     except InputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -20,11 +20,16 @@ from seesaw.runtime.worker import WorkerConfig, worker_main
 
 
 class WorkerError(RuntimeError):
-    """A worker failed or died; ``rank`` names it."""
+    """A worker failed or died; ``rank`` names it. The message is one line (first line, shortened)."""
 
     def __init__(self, rank: int, message: str) -> None:
         self.rank = rank
-        super().__init__(f"rank {rank}: {message}")
+        line = message.strip().splitlines()[0] if message.strip() else "failed"
+        super().__init__(f"rank {rank}: {line[:300]}{'...' if len(line) > 300 else ''}")
+
+
+def _exit_text(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
 @dataclass
@@ -83,7 +88,7 @@ class Engine:
         self.gpu_pages = max(1, -(-kv_tokens // page))
         self.resharding = (plan.prefill.layout, plan.prefill.stage_layers) != (plan.decode.layout, plan.decode.stage_layers)
         buf = host_buffer_tokens if host_buffer_tokens is not None else plan.kv.host_buffer_tokens_per_replica
-        self.use_buffer = buf > 0 and (self.resharding or not plan.schedule.static)
+        self.use_buffer = buf > 0  # phase-split through the host buffer, as the plan was costed
         self.buffer_tokens = buf if self.use_buffer else 0
         self._tmp = tempfile.mkdtemp(prefix="seesaw-run-")
         self.host = None
@@ -124,13 +129,23 @@ class Engine:
                 for rank, p in enumerate(self.procs):
                     if p.exitcode is not None and p.exitcode != 0:
                         self._raise_reported_error()
-                        raise WorkerError(rank, f"worker process died (exit code {p.exitcode})")
+                        raise WorkerError(rank, f"worker process died ({_exit_text(p.exitcode)})")
                 if time.monotonic() > deadline:
                     raise WorkerError(-1, f"no answer from the workers within {timeout_s:g} s")
                 continue
             if msg[0] == "error":
+                self._raise_dead_rank(exclude=msg[1], then=f"rank {msg[1]} then failed: {msg[2]}")
                 raise WorkerError(msg[1], msg[2])
             return msg
+
+    def _raise_dead_rank(self, exclude: int, then: str) -> None:
+        """When a peer's death made another rank's collective fail, name the rank that died."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            for rank, p in enumerate(self.procs):
+                if rank != exclude and p.exitcode not in (None, 0):
+                    raise WorkerError(rank, f"worker process died ({_exit_text(p.exitcode)}); {then}")
+            time.sleep(0.05)
 
     def _raise_reported_error(self) -> None:
         """A dead worker may have reported why just before exiting: surface that message."""

@@ -1,0 +1,159 @@
+"""Faults and bad input for seesaw-run: dead workers, mismatched checkpoints, newer plans, long or
+malformed prompts, Ctrl-C. Each case runs the real CLI in a subprocess (its exit code and stderr are
+what a user sees) on a small random-weight checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers.checkpoints import LLAMA_GQA, QWEN2_TIED, write_random_checkpoint
+from helpers.plans import make_plan
+
+RUN = [sys.executable, "-c", "from seesaw.cli.run import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    ckpt = write_random_checkpoint(root / "llama", LLAMA_GQA, seed=3)
+    other = write_random_checkpoint(root / "qwen", QWEN2_TIED, seed=3)
+    plan = root / "plan.json"
+    plan.write_text(make_plan(ckpt, "pp2", "tp2", host_buffer_tokens=64, gpu_kv_tokens=2048).to_json())
+    return root, ckpt, other, plan
+
+
+def _prompts(path: Path, lines: list) -> Path:
+    path.write_text("".join((ln if isinstance(ln, str) else json.dumps(ln)) + "\n" for ln in lines))
+    return path
+
+
+def _run(args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(RUN + [str(a) for a in args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def _children(pid: int) -> list[int]:
+    """All descendants of ``pid`` (from /proc)."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d))
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def _alive(pids: list[int]) -> list[int]:
+    out = []
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(p)
+    return out
+
+
+def test_prompt_too_long_gets_error_line_and_others_complete(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2, 3], "max_tokens": 4},
+                                               {"prompt_token_ids": [5] * 600, "max_tokens": 4},
+                                               {"prompt_token_ids": [7, 8], "max_tokens": 3}])
+    out, metrics = tmp_path / "out.jsonl", tmp_path / "m.json"
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", out, "--metrics", metrics, "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [row["index"] for row in rows] == [0, 1, 2]
+    assert rows[1]["finish_reason"] == "error" and "context limit" in rows[1]["error"]
+    assert [len(rows[0]["token_ids"]), len(rows[2]["token_ids"])] == [4, 3] or rows[0]["finish_reason"] == "stop"
+    m = json.loads(metrics.read_text())
+    for key in ("requests", "prompt_tokens", "output_tokens", "wall_s", "tokens_per_s", "output_tokens_per_s",
+                "prefill_s", "decode_s", "transition_s", "transitions", "kv_swap_out_bytes", "kv_swap_in_bytes"):
+        assert key in m
+    assert m["transitions"] >= 1 and m["kv_swap_out_bytes"] > 0
+
+
+@pytest.mark.parametrize("line, field", [
+    ("{not json", "line 2"),
+    ({"prompt_token_ids": [1], "max_tokens": 0}, "line 2: max_tokens"),
+    ({"prompt_token_ids": [1], "temperature": -1}, "line 2: temperature"),
+    ({"prompt": "x", "prompt_token_ids": [1]}, "line 2"),
+    ({"prompt_token_ids": [1], "colour": "red"}, "line 2: colour"),
+])
+def test_malformed_prompt_lines_are_refused_before_work(setup, tmp_path, line, field):
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2]}, line])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl"])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and str(prompts) in lines[0]
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_mismatched_checkpoint_is_refused_naming_the_difference(setup, tmp_path):
+    root, _, other, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2]}])
+    r = _run([plan, "--checkpoint", other, "--prompts", prompts, "--output", tmp_path / "o.jsonl"])
+    assert r.returncode == 2
+    assert "mismatch" in r.stderr and "architecture" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_newer_plan_schema_is_refused(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    data = json.loads(plan.read_text())
+    data["schema_version"] = "99.0"
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(data))
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2]}])
+    r = _run([newer, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl"])
+    assert r.returncode == 2 and "99.0" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _start_long_run(setup, tmp_path) -> tuple[subprocess.Popen, list[int]]:
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [i + 1] * 8, "max_tokens": 400,
+                                               "ignore_eos": True} for i in range(16)])
+    proc = subprocess.Popen(RUN + [str(plan), "--checkpoint", str(ckpt), "--prompts", str(prompts), "--output",
+                                   str(tmp_path / "o.jsonl"), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline:  # wait until both workers run and the run has started
+        workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        if len(workers) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(workers) >= 2, "workers did not start"
+    time.sleep(6)  # let them load and begin generating
+    return proc, workers
+
+
+def test_dead_worker_ends_the_run_naming_the_rank(setup, tmp_path):
+    proc, workers = _start_long_run(setup, tmp_path)
+    killed = time.monotonic()
+    os.kill(workers[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - killed < 30
+    assert proc.returncode not in (0, None)
+    assert "rank" in err and "died" in err
+    time.sleep(1)
+    assert _alive(workers) == []
+
+
+def test_ctrl_c_shuts_down_every_rank(setup, tmp_path):
+    proc, workers = _start_long_run(setup, tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    time.sleep(1)
+    assert _alive(workers) == []
