@@ -9,6 +9,7 @@ before any work starts; a failed worker exits with status 1 naming its rank.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,37 @@ def _eos_ids(config: dict, tok) -> set[int]:
     return ids
 
 
+def _torchrun_env() -> tuple[int, int, int] | None:
+    """``(rank, world, local_rank)`` when started by torchrun (its environment variables), else None."""
+    if all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")):
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    return None
+
+
+def _prepare(plan: Path, prompts: Path, checkpoint: Path, chat: bool, max_tokens: int):
+    """Validate every input before any work: plan, prompts, checkpoint fingerprint, tokenization."""
+    from seesaw.codegen.validate import validate_plan_file  # noqa: PLC0415
+    from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
+    from seesaw.runtime.requests import read_prompts  # noqa: PLC0415
+    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
+
+    exec_plan = validate_plan_file(plan)
+    lines = read_prompts(prompts, max_tokens)
+    folder = prepare_checkpoint(checkpoint)
+    ckpt = Checkpoint(folder)
+    check_fingerprint(ckpt, exec_plan.model.fingerprint)
+    tok, ids = _tokenize(lines, folder, chat)
+    limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
+    seqs = []
+    for ln, prompt_ids in zip(lines, ids):
+        seq = Sequence(ln.index, prompt_ids, max(1, min(ln.max_tokens, limit - len(prompt_ids))), ln.sampling,
+                       ln.ignore_eos)
+        if len(prompt_ids) >= limit:
+            seq.finish_reason, seq.error = "error", f"prompt ({len(prompt_ids)} tokens) exceeds the context limit ({limit})"
+        seqs.append(seq)
+    return exec_plan, folder, ckpt, tok, seqs
+
+
 @app.command()
 def run(
     plan: Annotated[Path, typer.Argument(help="execution plan from seesaw-plan")],
@@ -70,32 +102,27 @@ def run(
     """Generate for every prompt under the plan's layouts (re-sharding between prefill and decode)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
-    from seesaw.codegen.validate import validate_plan_file  # noqa: PLC0415
-    from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
     from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
-    from seesaw.runtime.requests import read_prompts  # noqa: PLC0415
-    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
 
     if device not in (None, "cpu", "cuda"):
         raise InputError("--device", f"must be cpu or cuda, got '{device}'")
-    exec_plan = validate_plan_file(plan)
-    lines = read_prompts(prompts, max_tokens)
-    folder = prepare_checkpoint(checkpoint)
-    ckpt = Checkpoint(folder)
-    check_fingerprint(ckpt, exec_plan.model.fingerprint)
-    tok, ids = _tokenize(lines, folder, chat)
-    limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
-    seqs = []
-    for ln, prompt_ids in zip(lines, ids):
-        seq = Sequence(ln.index, prompt_ids, max(1, min(ln.max_tokens, limit - len(prompt_ids))), ln.sampling,
-                       ln.ignore_eos)
-        if len(prompt_ids) >= limit:
-            seq.finish_reason, seq.error = "error", f"prompt ({len(prompt_ids)} tokens) exceeds the context limit ({limit})"
-        seqs.append(seq)
+    distributed = _torchrun_env()
+    if distributed is not None:
+        from seesaw.runtime.launch import torchrun_start  # noqa: PLC0415
+
+        engine_kw = dict(device=device, gpu_kv_tokens=gpu_kv_tokens, host_buffer_tokens=host_buffer_tokens)
+        prepared = torchrun_start(distributed, lambda: _prepare(plan, prompts, checkpoint, chat, max_tokens), plan,
+                                  checkpoint, engine_kw)
+        if prepared is None:  # ranks other than 0 served their share and are done
+            return
+        exec_plan, folder, ckpt, tok, seqs, engine_factory = prepared
+    else:
+        exec_plan, folder, ckpt, tok, seqs = _prepare(plan, prompts, checkpoint, chat, max_tokens)
+        engine_factory = lambda: Engine(exec_plan, str(folder), device=device, gpu_kv_tokens=gpu_kv_tokens,  # noqa: E731
+                                        host_buffer_tokens=host_buffer_tokens)
     todo = [s for s in seqs if s.finish_reason is None]
     try:
-        with Engine(exec_plan, str(folder), device=device, gpu_kv_tokens=gpu_kv_tokens,
-                    host_buffer_tokens=host_buffer_tokens) as engine, \
+        with engine_factory() as engine, \
                 Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                          TextColumn("{task.fields[phase]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                          disable=not progress, transient=True) as bar:
@@ -134,3 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+if __name__ == "__main__":
+    main()

@@ -5,31 +5,17 @@ tokens and metrics. Workers are ``torch.multiprocessing`` spawn processes joined
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.multiprocessing as mp
 
 from seesaw.codegen.plan import ExecutionPlan
 from seesaw.runtime.kv_cache import HostKVBuffer, PageAllocator
 from seesaw.runtime.scheduler import Policy, ReplicaScheduler, Sequence
-from seesaw.runtime.worker import WorkerConfig, worker_main
-
-
-class WorkerError(RuntimeError):
-    """A worker failed or died; ``rank`` names it. The message is one line (first line, shortened)."""
-
-    def __init__(self, rank: int, message: str) -> None:
-        self.rank = rank
-        line = message.strip().splitlines()[0] if message.strip() else "failed"
-        super().__init__(f"rank {rank}: {line[:300]}{'...' if len(line) > 300 else ''}")
-
-
-def _exit_text(code: int) -> str:
-    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+from seesaw.runtime.transport import LocalWorkers, WorkerError
+from seesaw.runtime.worker import WorkerConfig
 
 
 @dataclass
@@ -66,14 +52,15 @@ class Engine:
     """Runs a plan on a checkpoint folder. Use as a context manager (stops every worker on exit).
 
     ``gpu_kv_tokens`` / ``host_buffer_tokens`` override the plan's per-replica sizes (tests use tiny ones);
-    ``keep_logits`` records every sampled token's logits in ``self.logits`` (tests). Raises
-    :class:`WorkerError` when a worker fails to start.
+    ``keep_logits`` records every sampled token's logits in ``self.logits`` (tests). ``workers_factory``
+    maps the :class:`WorkerConfig` to a transport (default: spawn local processes, :class:`LocalWorkers`;
+    under torchrun, :class:`CollectiveWorkers`). Raises :class:`WorkerError` when a worker fails to start.
     """
 
     def __init__(self, plan: ExecutionPlan, checkpoint: str, *, device: str | None = None, dtype: str | None = None,
                  gpu_kv_tokens: int | None = None, host_buffer_tokens: int | None = None,
                  collective_timeout_s: float = 60.0, start_timeout_s: float = 600.0,
-                 keep_logits: bool = False) -> None:
+                 keep_logits: bool = False, workers_factory=None, host_buffer_path: str | None = None) -> None:
         self.plan = plan
         self.keep_logits = keep_logits
         self.logits: dict[int, list[torch.Tensor]] = {}  # sequence index -> logits of each sampled token
@@ -94,101 +81,38 @@ class Engine:
         self.host = None
         fp = plan.model.fingerprint
         if self.use_buffer:
-            self.host = HostKVBuffer.create(os.path.join(self._tmp, "host_kv_buffer"), fp["num_hidden_layers"],
+            self.host = HostKVBuffer.create(host_buffer_path or os.path.join(self._tmp, "host_kv_buffer"), fp["num_hidden_layers"],
                                             fp["num_key_value_heads"], self.buffer_tokens * self.dp, fp["head_dim"],
                                             getattr(torch, self.dtype))
-        cfg = WorkerConfig(plan_json=plan.model_dump_json(), checkpoint=str(checkpoint),
+        self.worker_config = cfg = WorkerConfig(plan_json=plan.model_dump_json(), checkpoint=str(checkpoint),
                            init_method=f"file://{os.path.join(self._tmp, 'dist_init')}", world_size=self.world,
                            device="cuda" if self.cuda else "cpu", dtype=self.dtype, gpu_pages=self.gpu_pages,
                            host_buffer=self.host.spec() if self.host else None,
                            collective_timeout_s=collective_timeout_s)
-        ctx = mp.get_context("spawn")
-        self.results = ctx.Queue()
-        self.commands = [ctx.Queue() for _ in range(self.world)]
-        self.procs = [ctx.Process(target=worker_main, args=(r, cfg, self.commands[r], self.results), daemon=True)
-                      for r in range(self.world)]
-        for p in self.procs:
-            p.start()
-        self.ready: dict[int, dict] = {}
         try:
-            while len(self.ready) < self.world:
-                msg = self._get(start_timeout_s)
-                if msg[0] == "ready":
-                    self.ready[msg[1]] = msg[2]
+            self.workers = (workers_factory or (lambda c: LocalWorkers(c, start_timeout_s)))(cfg)
         except BaseException:
             self.close()
             raise
-
-    # -- plumbing ---------------------------------------------------------------------------------------
-    def _get(self, timeout_s: float = 3600.0):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                msg = self.results.get(timeout=0.2)
-            except queue.Empty:
-                for rank, p in enumerate(self.procs):
-                    if p.exitcode is not None and p.exitcode != 0:
-                        self._raise_reported_error()
-                        raise WorkerError(rank, f"worker process died ({_exit_text(p.exitcode)})")
-                if time.monotonic() > deadline:
-                    raise WorkerError(-1, f"no answer from the workers within {timeout_s:g} s")
-                continue
-            if msg[0] == "error":
-                self._raise_dead_rank(exclude=msg[1], then=f"rank {msg[1]} then failed: {msg[2]}")
-                raise WorkerError(msg[1], msg[2])
-            return msg
-
-    def _raise_dead_rank(self, exclude: int, then: str) -> None:
-        """When a peer's death made another rank's collective fail, name the rank that died."""
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            for rank, p in enumerate(self.procs):
-                if rank != exclude and p.exitcode not in (None, 0):
-                    raise WorkerError(rank, f"worker process died ({_exit_text(p.exitcode)}); {then}")
-            time.sleep(0.05)
-
-    def _raise_reported_error(self) -> None:
-        """A dead worker may have reported why just before exiting: surface that message."""
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            try:
-                msg = self.results.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if msg[0] == "error":
-                raise WorkerError(msg[1], msg[2])
+        self.ready = self.workers.ready
 
     def _send(self, ranks, cmd) -> None:
-        for r in ranks:
-            self.commands[r].put(cmd)
+        self.workers.send(ranks, cmd)
+
+    def _get(self):
+        return self.workers.get()
 
     def replica_ranks(self, r: int) -> range:
         return range(r * self.replica, (r + 1) * self.replica)
 
     def close(self) -> None:
-        """Stop every worker (join, then terminate and kill stragglers) and remove temporary files."""
-        for q in getattr(self, "commands", []):
-            try:
-                q.put(("stop",))
-            except Exception:
-                pass
-        deadline = time.monotonic() + 5
-        for p in getattr(self, "procs", []):
-            p.join(max(0.0, deadline - time.monotonic()))
-        for p in getattr(self, "procs", []):
-            if p.is_alive():
-                p.terminate()
-                p.join(2)
-            if p.is_alive():
-                p.kill()
-                p.join(1)
+        """Stop every worker and remove the host buffer file."""
+        if getattr(self, "workers", None) is not None:
+            self.workers.close()
+            self.workers = None
         if self.host is not None:
             self.host.unlink()
             self.host = None
-        for name in ("dist_init",):
-            path = os.path.join(self._tmp, name)
-            if os.path.exists(path):
-                os.unlink(path)
         try:
             os.rmdir(self._tmp)
         except OSError:

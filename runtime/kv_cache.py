@@ -60,10 +60,14 @@ class HostKVBuffer:
     @classmethod
     def create(cls, path: str, layers: int, kv_heads: int, tokens: int, head_dim: int,
                dtype: torch.dtype = torch.float32) -> "HostKVBuffer":
-        """Create (sparse) the backing file of the right size, then map it."""
+        """Create (sparse) the backing file of the right size, then map it. Safe when several processes
+        of a node create the same path: an existing file of that size is kept, not truncated."""
         nbytes = layers * 2 * kv_heads * max(tokens, 1) * head_dim * torch.empty((), dtype=dtype).element_size()
-        with open(path, "wb") as f:
-            f.truncate(nbytes)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, nbytes)
+        finally:
+            os.close(fd)
         return cls(path, layers, kv_heads, max(tokens, 1), head_dim, dtype)
 
     def spec(self) -> dict:
@@ -89,8 +93,10 @@ class HostKVBuffer:
 
     def unlink(self) -> None:
         self.close()
-        if os.path.exists(self.path):
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:  # another process of the node removed it first
+            pass
 
 
 class PageAllocator:

@@ -58,13 +58,15 @@ class Worker:
     def __init__(self, rank: int, cfg: WorkerConfig) -> None:
         self.rank = rank
         self.plan = ExecutionPlan.model_validate_json(cfg.plan_json)
-        self.device = torch.device(f"cuda:{rank % max(1, torch.cuda.device_count())}" if cfg.device == "cuda" else "cpu")
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        self.device = torch.device(f"cuda:{local % max(1, torch.cuda.device_count())}" if cfg.device == "cuda" else "cpu")
         self.dtype = getattr(torch, cfg.dtype)
         backend = "nccl" if cfg.device == "cuda" else "gloo"
         if cfg.device == "cuda":
             torch.cuda.set_device(self.device)
-        dist.init_process_group(backend, init_method=cfg.init_method, rank=rank, world_size=cfg.world_size,
-                                timeout=timedelta(seconds=cfg.collective_timeout_s))
+        if not dist.is_initialized():  # under torchrun the launcher's process group already exists
+            dist.init_process_group(backend, init_method=cfg.init_method, rank=rank, world_size=cfg.world_size,
+                                    timeout=timedelta(seconds=cfg.collective_timeout_s))
         # every rank creates every group of both layouts, in the same order
         self.groups = {ph: {g.id: dist.new_group(g.ranks) for g in self.plan.phase(ph).process_groups}
                        for ph in ("prefill", "decode")}
@@ -131,30 +133,38 @@ class Worker:
                 self.stats["kv_swap_in_bytes"] += 2 * k.numel() * k.element_size()
 
 
+    def handle(self, cmd: tuple):
+        """Execute one command; returns the reply tuple ``(kind, rank, payload)`` or None."""
+        kind = cmd[0]
+        if kind == "forward":
+            out = self.forward(cmd[1])
+            return ("tokens", self.rank, out) if self.is_sampler else None
+        if kind == "swap_in":
+            self.swap_in(cmd[1])
+            return None
+        if kind == "transition":
+            start = time.perf_counter()
+            nbytes = self._activate(cmd[1])
+            self.stats["transition_bytes"] += nbytes
+            return ("transition", self.rank, {"seconds": time.perf_counter() - start, "bytes": nbytes})
+        if kind == "stats":
+            return ("stats", self.rank, dict(self.stats))
+        raise ValueError(f"unknown command '{kind}'")
+
+
 def worker_main(rank: int, cfg: WorkerConfig, commands, results) -> None:
-    """Process entry point (``torch.multiprocessing`` spawn)."""
+    """Process entry point (``torch.multiprocessing`` spawn): serve commands from a queue."""
     torch.set_num_threads(max(1, int(os.environ.get("SEESAW_THREADS_PER_RANK", "1"))))
     try:
         w = Worker(rank, cfg)
         results.put(("ready", rank, {"host_weight_bytes": w.host_weight_bytes}))
         while True:
             cmd = commands.get()
-            kind = cmd[0]
-            if kind == "stop":
+            if cmd[0] == "stop":
                 break
-            if kind == "forward":
-                out = w.forward(cmd[1])
-                if w.is_sampler:
-                    results.put(("tokens", rank, out))
-            elif kind == "swap_in":
-                w.swap_in(cmd[1])
-            elif kind == "transition":
-                start = time.perf_counter()
-                nbytes = w._activate(cmd[1])
-                w.stats["transition_bytes"] += nbytes
-                results.put(("transition", rank, {"seconds": time.perf_counter() - start, "bytes": nbytes}))
-            elif kind == "stats":
-                results.put(("stats", rank, dict(w.stats)))
+            reply = w.handle(cmd)
+            if reply is not None:
+                results.put(reply)
         dist.destroy_process_group()
     except KeyboardInterrupt:
         pass

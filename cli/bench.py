@@ -1,0 +1,412 @@
+"""``seesaw-bench``: offline throughput of Seesaw plans against the best static plan and Hugging Face ``generate``.
+
+    seesaw-bench --checkpoint model.gguf --cluster 3xcpu --dataset sharegpt --num-prompts 64 --output-len 64
+
+Mirrors vLLM's offline throughput benchmark (``benchmarks/benchmark_throughput.py``): one fixed set of
+requests, EOS ignored, every output exactly its trace length, wall time of the whole generate call, and
+requests/s, total (prompt + output) tokens/s and output tokens/s (DESIGN.md section 6). In one invocation:
+
+- ``seesaw``: the planner's plan for exactly these requests (``SearchOptions()``);
+- ``static``: the best static plan (``SearchOptions(static=True)``: one layout, no re-sharding);
+- ``layout:PRE:DEC``: each ``--layout PREFILL:DECODE`` pair, planned with those layouts pinned;
+- ``transformers``: ``AutoModelForCausalLM.generate`` in float32 on CPU, batches of ``--hf-batch-size`` in
+  trace order (vLLM's ``run_hf`` batches in trace order too), left padding, greedy. Output lengths: each
+  batch runs ``min_new_tokens = max_new_tokens =`` its longest trace output (EOS can never end it early) and
+  a per-row stopping criterion finishes row ``i`` after exactly its own trace length (later positions are
+  padding, which the static batch still computes, as HF does). Only the ``generate`` calls are timed.
+
+Model loading and worker start-up are not timed; each system first serves one short warm-up request.
+Seesaw workers use ``--threads-per-rank`` torch threads each (``SEESAW_THREADS_PER_RANK``, default 1: on a
+2-core machine one thread per worker); transformers gets the runtime's total (ranks x threads per rank),
+capped at the machine's cores (``--hf-threads`` overrides). Bad input exits with status 2, a failed worker 1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seesaw.cli.common import CommandError, run_app
+from seesaw.ir.errors import InputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+GB = 1e9
+
+
+# -- requests ----------------------------------------------------------------------------------------------
+def sharegpt_requests(tokenizer, num_prompts: int, output_cap: int | None, seed: int,
+                      context_limit: int) -> list[tuple[list[int], int]]:
+    """The first ``num_prompts`` ShareGPT pairs (vLLM order for ``seed``) that pass vLLM's length filter.
+
+    Returns ``(prompt_token_ids, output_len)`` pairs; ``output_len`` is the completion's token count
+    (``len(tokenizer(text).input_ids)``, as vLLM counts), capped at ``output_cap``. The filter sees the
+    uncapped length (vLLM's rule). Raises InputError when fewer pairs pass than asked for.
+    """
+    from seesaw.runtime.datasets import keep_lengths, sharegpt_pairs  # noqa: PLC0415
+
+    pairs = sharegpt_pairs(seed=seed)
+    out: list[tuple[list[int], int]] = []
+    for start in range(0, len(pairs), 256):
+        chunk = pairs[start:start + 256]
+        prompts = tokenizer([p for p, _ in chunk]).input_ids
+        outputs = tokenizer([c for _, c in chunk]).input_ids
+        for ids, comp in zip(prompts, outputs):
+            n_out = len(comp) if output_cap is None else min(len(comp), output_cap)
+            if keep_lengths(len(ids), len(comp)) and len(ids) + n_out <= context_limit:
+                out.append((list(ids), n_out))
+                if len(out) == num_prompts:
+                    return out
+    raise InputError("--num-prompts", f"only {len(out)} ShareGPT requests pass the length filter")
+
+
+def random_requests(vocab_size: int, num_prompts: int, input_len: int, output_len: int,
+                    seed: int) -> list[tuple[list[int], int]]:
+    """``num_prompts`` prompts of ``input_len`` token ids drawn uniformly from ``[0, vocab_size)`` with
+    ``random.Random(seed)``, each with ``output_len`` output tokens."""
+    rng = random.Random(seed)
+    return [([rng.randrange(vocab_size) for _ in range(input_len)], output_len) for _ in range(num_prompts)]
+
+
+# -- measurements ------------------------------------------------------------------------------------------
+def memcpy_gb_per_s(nbytes: int = 256 << 20, repeats: int = 5) -> float:
+    """Best-of-``repeats`` host memcpy bandwidth (GB/s, 1e9 bytes, counting bytes copied once) of
+    ``dst.copy_(src)`` on two preallocated float32 CPU tensors of ``nbytes``, with the caller's torch thread
+    count. A weight reload on CPU (``clone`` of each host shard) copies at best at this rate."""
+    import torch  # noqa: PLC0415
+
+    src = torch.ones(nbytes // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # fault the pages in
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return nbytes / best / GB
+
+
+def phase_bytes_per_rank(plan, ckpt, bytes_per_element: int) -> dict[str, list[int]]:
+    """Weight bytes each rank loads when it switches *to* each phase: ``{"prefill": [bytes per rank],
+    "decode": [...]}``, from the plan's ``weight_shards`` and the checkpoint's tensor shapes."""
+    out: dict[str, list[int]] = {}
+    for ph in ("prefill", "decode"):
+        sizes = []
+        for rank in plan.phase(ph).ranks:
+            total = 0
+            for name, sl in rank.weight_shards.items():
+                shape = list(ckpt.shape(name))
+                if sl is not None:
+                    shape[sl.dim] = sl.stop - sl.start
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n * bytes_per_element
+            sizes.append(total)
+        out[ph] = sizes
+    return out
+
+
+def run_seesaw(exec_plan, folder: Path, requests, eos_ids: set[int], warmup: bool,
+               progress) -> tuple[dict, int, int]:
+    """Serve ``requests`` under ``exec_plan``; returns (``RunMetrics.as_dict()`` of the timed run, number of
+    requests whose output length differs from the trace, bytes per weight element on the workers). Worker
+    stats are cumulative, so the warm-up request's byte counts are subtracted."""
+    import torch  # noqa: PLC0415
+
+    from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
+    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
+
+    try:
+        with Engine(exec_plan, str(folder)) as engine:
+            base = {"kv_swap_out_bytes": 0, "kv_swap_in_bytes": 0, "transition_bytes": 0}
+            if warmup:
+                _, wm = engine.generate([Sequence(-1, requests[0][0][:8], 2, ignore_eos=True)], eos_ids)
+                base = {k: getattr(wm, k) for k in base}
+            seqs = [Sequence(i, ids, n, ignore_eos=True) for i, (ids, n) in enumerate(requests)]
+            _, m = engine.generate(seqs, eos_ids, progress)
+            element_bytes = torch.tensor([], dtype=getattr(torch, engine.dtype)).element_size()
+    except WorkerError as e:
+        raise CommandError(str(e)) from None
+    for k, v in base.items():
+        setattr(m, k, getattr(m, k) - v)
+    wrong = sum(1 for s, (_, n) in zip(seqs, requests) if s.finish_reason != "length" or len(s.output) != n)
+    return m.as_dict(), wrong, element_bytes
+
+
+def run_transformers(folder: Path, requests, batch_size: int, threads: int, pad_id: int, warmup: bool,
+                     progress) -> dict:
+    """Hugging Face ``generate`` on ``requests`` (float32, CPU, greedy, left padding, batches in trace order;
+    see the module docstring for how output lengths equal the trace's). Returns figures like
+    ``RunMetrics.as_dict()``; ``wall_s`` sums the ``generate`` calls only. ``computed_output_slots`` counts
+    batch rows x steps actually generated (padding included)."""
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    class RowLengths(StoppingCriteria):
+        def __init__(self, start: int, lens: list[int]) -> None:
+            self.start, self.lens = start, torch.tensor(lens)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            return (input_ids.shape[1] - self.start) >= self.lens
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+        def generate(batch) -> float:
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p, _ in batch])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in batch])
+            lens = [n for _, n in batch]
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max(lens),
+                                     min_new_tokens=max(lens), pad_token_id=pad_id,
+                                     stopping_criteria=StoppingCriteriaList([RowLengths(width, lens)]))
+            secs = time.perf_counter() - t0
+            if out.shape[1] != width + max(lens):
+                raise CommandError(f"transformers generated {out.shape[1] - width} tokens, expected {max(lens)}")
+            return secs
+
+        if warmup:
+            generate([(requests[0][0][:8], 2)])
+        wall, slots = 0.0, 0
+        for start in range(0, len(requests), batch_size):
+            batch = requests[start:start + batch_size]
+            wall += generate(batch)
+            slots += len(batch) * max(n for _, n in batch)
+            if progress:
+                progress("generate", start + len(batch), sum(n for _, n in batch))
+    finally:
+        torch.set_num_threads(old_threads)
+    prompt, output = sum(len(p) for p, _ in requests), sum(n for _, n in requests)
+    return {"requests": len(requests), "prompt_tokens": prompt, "output_tokens": output, "wall_s": wall,
+            "tokens_per_s": (prompt + output) / wall, "output_tokens_per_s": output / wall,
+            "requests_per_s": len(requests) / wall, "computed_output_slots": slots, "batch_size": batch_size,
+            "threads": threads}
+
+
+# -- presentation ------------------------------------------------------------------------------------------
+def _layout_label(lay) -> str:
+    from seesaw.ir.layout import Layout  # noqa: PLC0415
+
+    return str(Layout(lay.dp, lay.tp, lay.pp))
+
+
+def render(report: dict, console) -> None:
+    """Print the comparison table and the notes under it."""
+    from rich.table import Table  # noqa: PLC0415
+
+    w = report["workload"]
+    t = Table(title=f"{report['model']} on {report['cluster']}, {w['name']}: {w['requests']} requests, "
+                    f"{w['prompt_tokens']:,} prompt + {w['output_tokens']:,} output tokens", header_style="bold")
+    for col in ("system", "layouts P/D", "req/s", "tok/s", "out tok/s", "vs HF", "vs static", "transitions",
+                "trans. s", "est. s"):
+        t.add_column(col, justify="left" if col in ("system", "layouts P/D") else "right")
+    for name, s in report["systems"].items():
+        m = s["metrics"]
+        tr = s.get("transitions")
+        label = f"{name} (= {s['same_plan_as']})" if s.get("same_plan_as") else name
+        t.add_row(label, s.get("layouts", "-"), f"{m['requests_per_s']:.3f}", f"{m['tokens_per_s']:,.1f}",
+                  f"{m['output_tokens_per_s']:,.1f}", f"{s['vs_transformers']:.2f}x" if s.get("vs_transformers") else "-",
+                  f"{s['vs_best_static']:.2f}x" if s.get("vs_best_static") else "-", str(tr["count"]) if tr else "-",
+                  f"{tr['measured_s']:.2f}" if tr else "-", f"{tr['estimated_s']:.2f}" if tr else "-")
+    console.print(t)
+    console.print("  trans. s: measured re-sharding time (slowest replica); est. s: per transition, the largest "
+                  "rank's weight bytes / measured memcpy bandwidth, summed")
+    for note in report["notes"]:
+        console.print(f"  {note}")
+
+
+# -- command -----------------------------------------------------------------------------------------------
+@app.command()
+def bench(
+    checkpoint: Annotated[Path, typer.Option(help="Hugging Face folder or .gguf file")],
+    model_config: Annotated[Optional[str], typer.Option(help="config for planning: name or path (default: the checkpoint's config.json)")] = None,
+    cluster: Annotated[str, typer.Option(help="NxGPU or NxCPU (e.g. 3xcpu) or a cluster file")] = "3xcpu",
+    dataset: Annotated[str, typer.Option(help="sharegpt or random")] = "sharegpt",
+    num_prompts: Annotated[int, typer.Option(help="number of requests")] = 64,
+    input_len: Annotated[Optional[int], typer.Option(help="random: prompt tokens (default 128)")] = None,
+    output_len: Annotated[Optional[int], typer.Option(help="random: output tokens (default 128); sharegpt: cap on each output")] = None,
+    seed: Annotated[int, typer.Option(help="dataset shuffle / random prompt seed")] = 0,
+    layout: Annotated[Optional[list[str]], typer.Option(help="extra PREFILL:DECODE layout pair to run (repeatable)")] = None,
+    hf_batch_size: Annotated[int, typer.Option(help="transformers generate batch size")] = 16,
+    hf_threads: Annotated[Optional[int], typer.Option(help="transformers torch threads (default: ranks x threads per rank, capped at the cores)")] = None,
+    threads_per_rank: Annotated[int, typer.Option(help="torch threads per Seesaw worker (SEESAW_THREADS_PER_RANK)")] = 1,
+    hf: Annotated[bool, typer.Option(help="run the transformers baseline")] = True,
+    warmup: Annotated[bool, typer.Option(help="serve one short request before each timed run")] = True,
+    time_limit: Annotated[float, typer.Option(help="planner time limit, seconds")] = 60.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure (JSON) here")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Measure throughput of the planned Seesaw plan, the best static plan, extra layouts and transformers."""
+    import torch  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from seesaw.codegen import build_execution_plan  # noqa: PLC0415
+    from seesaw.ir import load_model_config  # noqa: PLC0415
+    from seesaw.ir.layout import Layout  # noqa: PLC0415
+    from seesaw.planner.hardware import load_cluster  # noqa: PLC0415
+    from seesaw.planner.optimize.solve import plan as make_plan  # noqa: PLC0415
+    from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
+    from seesaw.planner.workload import Workload  # noqa: PLC0415
+    from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
+
+    if dataset not in ("sharegpt", "random"):
+        raise InputError("--dataset", f"'{dataset}' is not a dataset (expected sharegpt or random)")
+    for opt, v in (("--num-prompts", num_prompts), ("--input-len", input_len), ("--output-len", output_len),
+                   ("--hf-batch-size", hf_batch_size), ("--hf-threads", hf_threads),
+                   ("--threads-per-rank", threads_per_rank)):
+        if v is not None and v < 1:
+            raise InputError(opt, f"must be >= 1, got {v}")
+    pairs = []
+    for text in layout or []:
+        pre, sep, dec = text.partition(":")
+        if not sep:
+            raise InputError("--layout", f"'{text}' is not PREFILL:DECODE (e.g. pp3:tp3)")
+        pairs.append((Layout.parse(pre, field="--layout"), Layout.parse(dec, field="--layout")))
+
+    folder = prepare_checkpoint(checkpoint)
+    ckpt = Checkpoint(folder)
+    cfg = load_model_config(model_config if model_config is not None else folder)
+    cl = load_cluster(cluster)
+    limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
+    eos = ckpt.config.get("eos_token_id")
+    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    pad = ckpt.config.get("pad_token_id")
+    pad_id = pad if isinstance(pad, int) else min(eos_ids) if eos_ids else 0
+    if dataset == "sharegpt":
+        from transformers import AutoTokenizer  # noqa: PLC0415
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(folder))
+        except Exception as e:  # noqa: BLE001 (any loader failure is a missing/broken tokenizer)
+            raise InputError("--checkpoint", f"no usable tokenizer in '{folder}' for ShareGPT: {type(e).__name__}") from None
+        requests = sharegpt_requests(tok, num_prompts, output_len, seed, limit)
+        wl_name = f"sharegpt:{num_prompts}" + (f" (outputs <= {output_len})" if output_len else "")
+    else:
+        ilen, olen = input_len or 128, output_len or 128
+        if ilen + olen > limit:
+            raise InputError("--input-len", f"input ({ilen}) + output ({olen}) exceed the context limit ({limit})")
+        requests = random_requests(int(ckpt.config["vocab_size"]), num_prompts, ilen, olen, seed)
+        wl_name = f"random:{ilen}:{olen}:{num_prompts}"
+    wl = Workload(wl_name, [len(p) for p, _ in requests], [n for _, n in requests])
+
+    # plans (the workload the planner sees is exactly these requests)
+    runs: list[tuple[str, object]] = []
+    for name, opts in [("seesaw", SearchOptions()), ("static", SearchOptions(static=True))] + \
+            [(f"layout:{a}:{b}", SearchOptions(prefill=a, decode=b)) for a, b in pairs]:
+        decision = make_plan(cfg, cl, wl, opts, time_limit_s=time_limit)
+        exec_plan = build_execution_plan(cfg, decision, cl, wl)
+        check_fingerprint(ckpt, exec_plan.model.fingerprint)
+        runs.append((name, exec_plan))
+
+    world = runs[0][1].prefill.layout.dp * runs[0][1].prefill.layout.tp * runs[0][1].prefill.layout.pp
+    cores = os.cpu_count() or 1
+    hf_thr = hf_threads or max(1, min(world * threads_per_rank, cores))
+    old_env = os.environ.get("SEESAW_THREADS_PER_RANK")
+    os.environ["SEESAW_THREADS_PER_RANK"] = str(threads_per_rank)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads_per_rank)
+    bw = memcpy_gb_per_s()
+    torch.set_num_threads(old_threads)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: rich would wrap at 80 columns
+        console = Console(width=140)
+    systems: dict[str, dict] = {}
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), disable=not progress,
+                      transient=True, console=Console(stderr=True)) as bar:
+            def tracker(label: str):
+                task = bar.add_task(label, total=len(requests), rate="")
+                start, produced = time.perf_counter(), [0]
+
+                def on_progress(phase: str, done: int, new_tokens: int) -> None:
+                    produced[0] += new_tokens
+                    rate = produced[0] / max(1e-9, time.perf_counter() - start)
+                    bar.update(task, completed=done, rate=f"{phase} {rate:,.1f} output tok/s")
+                return on_progress
+
+            seen: dict[str, str] = {}
+            for name, exec_plan in runs:
+                key = json.dumps([exec_plan.prefill.model_dump(mode="json"), exec_plan.decode.model_dump(mode="json"),
+                                  exec_plan.kv.model_dump(mode="json"), exec_plan.schedule.model_dump(mode="json")])
+                lay = f"{_layout_label(exec_plan.prefill.layout)}/{_layout_label(exec_plan.decode.layout)}"
+                if key in seen:  # the same plan twice (e.g. the planner chose the static plan): measure once
+                    systems[name] = dict(systems[seen[key]], same_plan_as=seen[key])
+                    continue
+                seen[key] = name
+                metrics, wrong, elem = run_seesaw(exec_plan, folder, requests, eos_ids, warmup,
+                                                  tracker(name) if progress else None)
+                per_rank = phase_bytes_per_rank(exec_plan, ckpt, elem)
+                n, n_dec = metrics["transitions"], (metrics["transitions"] + 1) // 2
+                est = (n_dec * max(per_rank["decode"]) + (n - n_dec) * max(per_rank["prefill"])) / (bw * GB)
+                systems[name] = {
+                    "layouts": lay, "metrics": metrics, "wrong_output_lengths": wrong,
+                    "plan": {"host_buffer_tokens_per_replica": exec_plan.kv.host_buffer_tokens_per_replica,
+                             "gpu_kv_tokens_per_replica": exec_plan.kv.gpu_kv_tokens_per_replica,
+                             "schedule": exec_plan.schedule.model_dump(mode="json"),
+                             "predicted_tokens_per_s": exec_plan.summary.predicted_tokens_per_s},
+                    "transitions": {"count": n, "measured_s": metrics["transition_s"],
+                                    "measured_s_per_transition": metrics["transition_s"] / n if n else 0.0,
+                                    "weight_bytes_per_rank": per_rank,
+                                    "estimated_s": est, "estimated_s_per_transition": est / n if n else 0.0},
+                }
+            if hf:
+                systems["transformers"] = {"layouts": f"{hf_thr} threads", "metrics": run_transformers(
+                    folder, requests, hf_batch_size, hf_thr, pad_id, warmup, tracker("transformers") if progress else None)}
+    finally:
+        if old_env is None:
+            os.environ.pop("SEESAW_THREADS_PER_RANK", None)
+        else:
+            os.environ["SEESAW_THREADS_PER_RANK"] = old_env
+
+    hf_rate = systems["transformers"]["metrics"]["tokens_per_s"] if hf else None
+    static_rate = systems["static"]["metrics"]["tokens_per_s"]
+    for s in systems.values():
+        rate = s["metrics"]["tokens_per_s"]
+        s["vs_transformers"] = rate / hf_rate if hf_rate else None
+        s["vs_best_static"] = rate / static_rate if static_rate else None
+    notes = [
+        f"threads: {world} Seesaw workers x {threads_per_rank} torch thread(s) (SEESAW_THREADS_PER_RANK); "
+        + (f"transformers {hf_thr} (--hf-threads)" if hf_threads else
+           f"transformers {hf_thr} = the same total, capped at this machine's {cores} cores"),
+        f"host memcpy bandwidth (torch copy_ of 256 MiB, {threads_per_rank} thread(s)): {bw:.2f} GB/s",
+        "transformers: float32, greedy, left padding, batches of "
+        f"{hf_batch_size} in trace order; each row stops at its own trace length; only generate() is timed",
+        "EOS ignored; output lengths fixed by the trace; model load and worker start-up not timed",
+    ]
+    bad = {k: s["wrong_output_lengths"] for k, s in systems.items() if s.get("wrong_output_lengths")}
+    if bad:
+        notes.append(f"WARNING: requests not finished at their trace length: {bad}")
+    report = {"model": cfg.name if model_config else Path(checkpoint).name, "checkpoint": str(checkpoint),
+              "cluster": cluster, "dataset": dataset, "seed": seed,
+              "workload": {"name": wl_name, "requests": len(requests), "prompt_tokens": sum(wl.prompt_lens),
+                           "output_tokens": sum(wl.output_lens)},
+              "memcpy_gb_per_s": bw, "threads_per_rank": threads_per_rank, "hf_threads": hf_thr, "cores": cores,
+              "systems": systems, "notes": notes}
+    render(report, console)
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as e:
+            raise InputError("--json", f"cannot write '{json_path}': {e.strerror}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``seesaw-bench``); returns (and exits with) the status code."""
+    code = run_app(app, list(sys.argv[1:] if argv is None else argv), "seesaw-bench")
+    if argv is None:
+        sys.exit(code)
+    return code
