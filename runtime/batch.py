@@ -19,10 +19,11 @@ class ForwardBatch:
     """One micro-batch.
 
     prefill: ``tokens[i]`` is sequence ``i``'s prompt, ``positions`` start at 0; KV goes to the host buffer
-    at ``buffer_starts[i]`` (re-sharding plans) or to the paged cache at the slots in ``slots[i]`` (one
-    layout serving both phases).
-    decode: ``tokens[i]`` is the one new token, at position ``context_lens[i] - 1``; ``slots[i]`` lists
-    the cache slots of positions ``0 .. context_lens[i] - 1`` (the last one is written by this step).
+    at ``buffer_starts[i]`` (plans with a host buffer) or to the paged cache pages ``block_tables[i]``.
+    decode: ``tokens[i]`` is the one new token, at position ``context_lens[i] - 1``; ``block_tables[i]``
+    lists the sequence's cache pages (position ``p`` is slot ``table[p // page_size] * page_size +
+    p % page_size``); this step writes the new token's K/V and attends over positions
+    ``0 .. context_lens[i] - 1``.
     ``sample_index[i]`` is the output index the sampled token will have (seeds the sampler).
     """
 
@@ -30,7 +31,8 @@ class ForwardBatch:
     seq_ids: list[int]
     tokens: list[list[int]]
     context_lens: list[int]
-    slots: list[list[int]] | None = None
+    block_tables: list[list[int]] | None = None
+    page_size: int = 16
     buffer_starts: list[int] | None = None
     sampling: list[SamplingParams] = field(default_factory=list)
     sample_index: list[int] = field(default_factory=list)

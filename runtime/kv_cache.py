@@ -127,9 +127,16 @@ class PageAllocator:
         self.free.extend(reversed(pages))
 
 
-def slots_of(pages: list[int], page_size: int, start: int, stop: int) -> list[int]:
-    """Cache slot of each token position in ``[start, stop)`` given a sequence's block table."""
-    return [pages[p // page_size] * page_size + p % page_size for p in range(start, stop)]
+def slot_table(block_tables: list[list[int]], lens: list[int], page_size: int,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """Cache slots ``[B, max(lens)]`` of positions ``0 .. lens[i] - 1`` of each sequence (padding
+    positions repeat the sequence's last valid slot, so gathers stay in bounds)."""
+    width = max(lens)
+    pages = max(len(t) for t in block_tables)
+    table = torch.tensor([t + [t[-1]] * (pages - len(t)) for t in block_tables], device=device)
+    pos = torch.arange(width, device=device).unsqueeze(0).expand(len(lens), width)
+    pos = torch.minimum(pos, torch.tensor(lens, device=device).unsqueeze(1) - 1)
+    return torch.gather(table, 1, pos // page_size) * page_size + pos % page_size
 
 
 @dataclass

@@ -8,6 +8,7 @@ block output that an all-reduce completes and a residual add consumes.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,7 +20,7 @@ from seesaw.ir.config import ModelConfig
 from seesaw.runtime import layers
 from seesaw.runtime.attention import decode_attention, prefill_attention
 from seesaw.runtime.batch import ForwardBatch
-from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache
+from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache, slot_table
 from seesaw.runtime.sampling import sample
 
 
@@ -41,7 +42,7 @@ class RankContext:
 
 class _Regs:
     __slots__ = ("x", "h", "residual", "q", "k", "v", "attn", "gate", "up", "act", "out", "logits", "tokens",
-                 "cos", "sin", "ids")
+                 "cos", "sin", "ids", "ctx_slots", "new_slots", "lens", "last")
 
     def __init__(self) -> None:
         for s in self.__slots__:
@@ -133,9 +134,7 @@ class PhaseProgram:
             w = ctx.weights[ins.weights[0]]
 
             def run(r, b):
-                last = torch.tensor([sum(len(t) for t in b.tokens[:i + 1]) - 1 for i in range(len(b.tokens))],
-                                    device=r.h.device)
-                r.logits = layers.linear(r.h[last], w)
+                r.logits = layers.linear(r.h[r.last], w)
             return run
         if op == "all_gather":
             group = ctx.groups[ins.group]
@@ -199,13 +198,9 @@ class PhaseProgram:
                 r.attn = prefill_attention(r.q, r.k, r.v, [len(t) for t in b.tokens], self.scale)
                 self._store_prefill_kv(layer, r, b)
             else:
-                slots = [s[-1] for s in b.slots]
-                ctx.kv.write(layer, torch.tensor(slots, device=ctx.device), r.k, r.v)
-                width = max(len(s) for s in b.slots)
-                idx = torch.tensor([s + [s[-1]] * (width - len(s)) for s in b.slots], device=ctx.device)
-                k_ctx, v_ctx = ctx.kv.gather(layer, idx)
-                lens = torch.tensor(b.context_lens, device=ctx.device)
-                r.attn = decode_attention(r.q, k_ctx, v_ctx, lens, self.scale)
+                ctx.kv.write(layer, r.new_slots, r.k, r.v)
+                k_ctx, v_ctx = ctx.kv.gather(layer, r.ctx_slots)
+                r.attn = decode_attention(r.q, k_ctx, v_ctx, r.lens, self.scale)
         return run
 
     def _store_prefill_kv(self, layer: int, r: _Regs, b: ForwardBatch) -> None:
@@ -219,7 +214,7 @@ class PhaseProgram:
                 if ctx.comm_stats is not None:
                     ctx.comm_stats["kv_swap_out_bytes"] = ctx.comm_stats.get("kv_swap_out_bytes", 0) + nbytes
             else:
-                ctx.kv.write(layer, torch.tensor(b.slots[i][:n], device=ctx.device), k, v)
+                ctx.kv.write(layer, r.ctx_slots[i, :n], k, v)
             start += n
 
     # -- execution --------------------------------------------------------------------------------------
@@ -233,7 +228,13 @@ class PhaseProgram:
             pos = [p for toks in b.tokens for p in range(len(toks))]
         else:
             pos = [n - 1 for n in b.context_lens]
-        r.cos, r.sin = self.ctx.rope.cos_sin(torch.tensor(pos, device=self.ctx.device), self.ctx.dtype)
+        dev = self.ctx.device
+        r.cos, r.sin = self.ctx.rope.cos_sin(torch.tensor(pos, device=dev), self.ctx.dtype)
+        r.last = torch.tensor(list(itertools.accumulate(len(t) for t in b.tokens)), device=dev) - 1
+        if b.block_tables is not None:  # paged cache: slots of every position, built once per micro-batch
+            r.ctx_slots = slot_table(b.block_tables, b.context_lens, b.page_size, dev)
+            r.lens = torch.tensor(b.context_lens, device=dev)
+            r.new_slots = r.ctx_slots.gather(1, (r.lens - 1).unsqueeze(1)).squeeze(1)
         for step in self.steps:
             step(r, b)
         logits = r.logits.float().cpu() if (b.return_logits and r.tokens is not None) else None

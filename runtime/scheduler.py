@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from seesaw.runtime.batch import ForwardBatch, SamplingParams
-from seesaw.runtime.kv_cache import BufferAllocator, PageAllocator, slots_of
+from seesaw.runtime.kv_cache import BufferAllocator, PageAllocator
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Sequence:
 class Action:
     kind: str  # "prefill" | "decode" | "transition" | "done"
     micro_batches: list[ForwardBatch] = field(default_factory=list)
-    swap_in: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (buffer start, tokens, slots)
+    swap_in: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (buffer start, tokens, pages)
     target: str | None = None  # transition target phase
 
 
@@ -185,7 +185,7 @@ class ReplicaScheduler:
                 break
             self.buffered.popleft()
             n = len(seq.prompt)
-            swap.append((seq.buffer_start, n, slots_of(seq.pages, self.pages.page_size, 0, n)))
+            swap.append((seq.buffer_start, n, list(seq.pages)))
             self.buffer.release(seq.buffer_start, n)
             seq.buffer_start = None
             self.running.append(seq)
@@ -197,7 +197,7 @@ class ReplicaScheduler:
             mbs.append(ForwardBatch(
                 mode="prefill", seq_ids=[s.index for s in part], tokens=[list(s.prompt) for s in part],
                 context_lens=[len(s.prompt) for s in part],
-                slots=None if buffered else [slots_of(s.pages, self.pages.page_size, 0, len(s.prompt)) for s in part],
+                block_tables=None if buffered else [s.pages for s in part], page_size=self.pages.page_size,
                 buffer_starts=[s.buffer_start for s in part] if buffered else None,
                 sampling=[s.sampling for s in part], sample_index=[0] * len(part), micro_batch=i))
         self._inflight = {s.index: s for s in batch}
@@ -210,7 +210,7 @@ class ReplicaScheduler:
             mbs.append(ForwardBatch(
                 mode="decode", seq_ids=[s.index for s in part], tokens=[[s.output[-1]] for s in part],
                 context_lens=[s.context_len for s in part],
-                slots=[slots_of(s.pages, ps, 0, s.context_len) for s in part],
+                block_tables=[s.pages for s in part], page_size=ps,
                 sampling=[s.sampling for s in part], sample_index=[len(s.output) for s in part], micro_batch=i))
         self._inflight = {s.index: s for s in self.running}
         return Action("decode", micro_batches=mbs)

@@ -3,7 +3,7 @@ resident decode-layout KV cache, and a command loop driven by the scheduler thro
 
 Commands (tuples, first item the kind): ``("forward", [ForwardBatch, ...])`` runs the current phase's
 program on each micro-batch in order (PP stages overlap across micro-batches: sends are asynchronous);
-``("swap_in", [(buffer_start, tokens, slots), ...])`` copies buffered KV into the device cache under the
+``("swap_in", [(buffer_start, tokens, pages), ...])`` copies buffered KV into the device cache under the
 decode layout; ``("transition", phase)`` drops this phase's device weights and loads the other phase's
 shards from the host copies; ``("stats",)``; ``("stop",)``. Errors are reported as ``("error", rank,
 message)`` before the process exits non-zero.
@@ -23,7 +23,7 @@ from seesaw.codegen.plan import ExecutionPlan, PhasePlan
 from seesaw.ir.config import ModelConfig
 from seesaw.runtime import layers
 from seesaw.runtime.checkpoint import Checkpoint
-from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache
+from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache, slot_table
 from seesaw.runtime.program import PhaseProgram, RankContext
 
 
@@ -125,8 +125,8 @@ class Worker:
         """Copy each buffered sequence's KV slice (this rank's decode layers and heads) into its pages."""
         dec = self.plan.decode.ranks[self.rank]
         heads = PhaseProgram.kv_head_slice(dec, self.cfg)
-        for start, length, slots in items:
-            idx = torch.tensor(slots, device=self.device)
+        for start, length, pages in items:
+            idx = slot_table([pages], [length], self.plan.kv.page_size_tokens, self.device)[0]
             for layer in range(*dec.layers):
                 k, v = self.host.read(layer, heads, start, length)
                 self.kv.write(layer, idx, k.to(self.device, self.dtype), v.to(self.device, self.dtype))
