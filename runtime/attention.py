@@ -10,21 +10,18 @@ import torch
 import torch.nn.functional as F
 
 
-def _expand_kv(x: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
-    return x if groups == 1 else x.repeat_interleave(groups, dim=dim)
-
-
 def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: list[int],
                       scale: float) -> torch.Tensor:
     """Causal attention of each sequence's prompt over itself. Returns ``[T, heads_q, d]``."""
-    groups = q.shape[1] // k.shape[1]
+    gqa = q.shape[1] != k.shape[1]
     out = torch.empty_like(q)
     start = 0
     for n in seq_lens:
         qs = q[start:start + n].transpose(0, 1)  # [h, n, d]
-        ks = _expand_kv(k[start:start + n].transpose(0, 1), groups, 0)
-        vs = _expand_kv(v[start:start + n].transpose(0, 1), groups, 0)
-        out[start:start + n] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale).transpose(0, 1)
+        ks = k[start:start + n].transpose(0, 1)
+        vs = v[start:start + n].transpose(0, 1)
+        out[start:start + n] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale,
+                                                              enable_gqa=gqa).transpose(0, 1)
         start += n
     return out
 
@@ -37,9 +34,12 @@ def decode_attention(q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor, 
     longest context ``L``); ``context_lens [B]`` valid lengths (including the new token). Returns
     ``[B, heads_q, d]``.
     """
-    groups = q.shape[1] // k_ctx.shape[2]
-    kk = _expand_kv(k_ctx.permute(0, 2, 1, 3), groups, 1)  # [B, h, L, d]
-    vv = _expand_kv(v_ctx.permute(0, 2, 1, 3), groups, 1)
-    mask = torch.arange(k_ctx.shape[1], device=q.device).unsqueeze(0) < context_lens.unsqueeze(1)
-    out = F.scaled_dot_product_attention(q.unsqueeze(2), kk, vv, attn_mask=mask[:, None, None, :], scale=scale)
-    return out.squeeze(2)
+    b, hq, d = q.shape
+    hkv = k_ctx.shape[2]
+    # grouped matmuls: the query heads of one KV head attend together, no KV expansion
+    qg = q.view(b, hkv, hq // hkv, d)
+    scores = torch.matmul(qg, k_ctx.permute(0, 2, 3, 1)) * scale  # [B, hkv, g, L]
+    pad = torch.arange(k_ctx.shape[1], device=q.device).unsqueeze(0) >= context_lens.unsqueeze(1)
+    scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return torch.matmul(probs, v_ctx.permute(0, 2, 1, 3)).reshape(b, hq, d)  # [B, hkv, g, d] -> [B, hq, d]
