@@ -90,12 +90,23 @@ class Worker:
         self._activate("prefill")
 
     def _activate(self, phase: str) -> int:
-        """Load ``phase``'s shards onto the device from the host copies; returns bytes copied."""
+        """Copy ``phase``'s shards from the host copies into the device weight pool; returns bytes copied.
+
+        The pool is one allocation sized for the larger layout, made once: a transition is then only the
+        host-to-device copies (no allocator work or first-touch page faults), as on a GPU.
+        """
         self.weights = None
         self.program = None
         host = self.host_weights[phase]
-        weights = {n: t.to(self.device, non_blocking=True).clone() if self.device.type == "cpu" else
-                   t.to(self.device, non_blocking=True) for n, t in host.items()}
+        if getattr(self, "pool", None) is None:
+            need = max(sum(t.numel() for t in hw.values()) for hw in self.host_weights.values())
+            self.pool = torch.empty(need, dtype=self.dtype, device=self.device)
+        weights, offset = {}, 0
+        for name, t in host.items():
+            view = self.pool[offset:offset + t.numel()].view(t.shape)
+            view.copy_(t, non_blocking=True)
+            weights[name] = view
+            offset += t.numel()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.weights = weights
