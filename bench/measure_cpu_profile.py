@@ -5,7 +5,9 @@ torch.distributed gloo between ranks; DESIGN.md section 7). This script measures
 
 - fp32 matmul rate at a prefill-like shape (SmolLM2-135M MLP up-projection: 512 tokens x 576 @ 576 x 1536)
   -> ``bf16_tflops`` (the entry's field for dense FLOP/s at its runtime dtype, fp32 here);
-- memory bandwidth from a large tensor copy, counting read + write traffic -> ``memory_gb_per_s``;
+- weight-streaming bandwidth of a large matrix-vector product (how decode reads weights) ->
+  ``memory_gb_per_s`` (a plain copy's read + write rate is printed beside it: it overstates what a GEMV
+  gets);
 - host <-> "device" copy rate (the same memcpy, counting bytes copied once) -> ``host_link_gb_per_s``;
 - gloo all_reduce between spawned processes (``file://`` init): near-empty-message time at several world
   sizes, fitted to ``alpha(n) = collective_launch_us + gpu_link_latency_us * (n - 1)``, and the ring
@@ -63,6 +65,16 @@ def measure_copy(nbytes: int = 256 * 2**20, repeats: int = 10) -> tuple[float, f
     dst = torch.empty_like(src)
     t = _median_time_s(lambda: dst.copy_(src), repeats)
     return 2.0 * nbytes / t, nbytes / t
+
+
+def measure_weight_read(rows: int = 49152, cols: int = 576, repeats: int = 10) -> float:
+    """Bytes/s of weights streamed by a matrix-vector product ``[1, cols] @ W[rows, cols]^T`` (fp32, one
+    thread): the rate at which a decode step reads weights, the roofline's ``bytes / B_hbm`` term. The
+    default shape is SmolLM2's lm head (113 MB, far larger than the caches)."""
+    w = torch.randn(rows, cols)
+    x = torch.randn(1, cols)
+    t = _median_time_s(lambda: torch.nn.functional.linear(x, w), repeats)
+    return rows * cols * 4 / t
 
 
 def _rss_bytes() -> int:
@@ -158,7 +170,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     flops = measure_matmul_flops(repeats=10 if args.quick else 30)
-    mem_bw, memcpy_bw = measure_copy(64 * 2**20 if args.quick else 256 * 2**20, 5 if args.quick else 10)
+    copy_bw, memcpy_bw = measure_copy(64 * 2**20 if args.quick else 256 * 2**20, 5 if args.quick else 10)
+    mem_bw = measure_weight_read(repeats=3 if args.quick else 10)
     small, big = 4, [2**20, 16 * 2**20] if args.quick else [2**20, 16 * 2**20, 64 * 2**20]
     gloo = {w: _median_runs([measure_gloo(w, [small] + (big if w == 2 else []), args.quick)
                              for _ in range(max(1, args.runs))]) for w in worlds}
@@ -177,7 +190,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, RAM {total_ram / GB:.1f} GB, 1 thread/rank")
     print(f"matmul fp32 512x576 @ 576x1536: {flops / 1e9:.1f} GFLOP/s")
-    print(f"memory bandwidth (copy, read+write): {mem_bw / GB:.2f} GB/s; memcpy rate: {memcpy_bw / GB:.2f} GB/s")
+    print(f"weight streaming (GEMV 49152x576 fp32): {mem_bw / GB:.2f} GB/s; copy read+write: {copy_bw / GB:.2f} GB/s; "
+          f"memcpy rate: {memcpy_bw / GB:.2f} GB/s")
     for w, t in alpha.items():
         print(f"gloo all_reduce 4 B, world {w}: {t * 1e6:.0f} us")
     print(f"  fit alpha(n) = {launch_s * 1e6:.0f} us + {latency_s * 1e6:.0f} us * (n-1)")
@@ -191,7 +205,7 @@ def main() -> None:
     src = f"measured by bench/measure_cpu_profile.py on {today}, {os.cpu_count()}-core machine"
     print("\n# YAML snippet: measured fields of the cpu entry in planner/hardware/catalog.yaml")
     print(f"  bf16_tflops: {flops / 1e12:.4f}  # achieved fp32 matmul rate, 1 thread")
-    print(f"  memory_gb_per_s: {mem_bw / GB:.2f}  # copy, read + write bytes")
+    print(f"  memory_gb_per_s: {mem_bw / GB:.2f}  # weights streamed by a large GEMV")
     print(f"  host_link_gb_per_s: {memcpy_bw / GB:.2f}  # memcpy, bytes copied")
     print(f"  gpu_link_gb_per_s: {link_bw / GB:.2f}  # gloo ring all_reduce, world 2")
     print(f"  gpu_link_latency_us: {latency_s * 1e6:.0f}")

@@ -10,7 +10,8 @@ requests/s, total (prompt + output) tokens/s and output tokens/s (DESIGN.md sect
 - ``static``: the best static plan (``SearchOptions(static=True)``: one layout, no re-sharding);
 - ``layout:PRE:DEC``: each ``--layout PREFILL:DECODE`` pair, planned with those layouts pinned;
 - ``transformers``: ``AutoModelForCausalLM.generate`` in float32 on CPU, batches of ``--hf-batch-size`` in
-  trace order (vLLM's ``run_hf`` batches in trace order too), left padding, greedy. Output lengths: each
+  trace order (vLLM's ``run_hf`` batches in trace order too; ``--hf-sort`` batches by prompt length instead,
+  which pads less), left padding, greedy. Output lengths: each
   batch runs ``min_new_tokens = max_new_tokens =`` its longest trace output (EOS can never end it early) and
   a per-row stopping criterion finishes row ``i`` after exactly its own trace length (later positions are
   padding, which the static batch still computes, as HF does). Only the ``generate`` calls are timed.
@@ -71,6 +72,27 @@ def random_requests(vocab_size: int, num_prompts: int, input_len: int, output_le
     ``random.Random(seed)``, each with ``output_len`` output tokens."""
     rng = random.Random(seed)
     return [([rng.randrange(vocab_size) for _ in range(input_len)], output_len) for _ in range(num_prompts)]
+
+
+def build_requests(dataset: str, folder: Path, config: dict, num_prompts: int, input_len: int | None,
+                   output_len: int | None, seed: int) -> tuple[list[tuple[list[int], int]], str]:
+    """The benchmark's ``(prompt_token_ids, output_len)`` requests and a workload name. ShareGPT needs the
+    checkpoint's tokenizer; random needs only ``config["vocab_size"]`` (defaults: 128 in, 128 out). Raises
+    InputError for a missing tokenizer or a request longer than ``max_position_embeddings``."""
+    limit = int(config.get("max_position_embeddings", 1 << 30))
+    if dataset == "sharegpt":
+        from transformers import AutoTokenizer  # noqa: PLC0415
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(folder))
+        except Exception as e:  # noqa: BLE001 (any loader failure is a missing/broken tokenizer)
+            raise InputError("--checkpoint", f"no usable tokenizer in '{folder}' for ShareGPT: {type(e).__name__}") from None
+        name = f"sharegpt:{num_prompts}" + (f" (outputs <= {output_len})" if output_len else "")
+        return sharegpt_requests(tok, num_prompts, output_len, seed, limit), name
+    ilen, olen = input_len or 128, output_len or 128
+    if ilen + olen > limit:
+        raise InputError("--input-len", f"input ({ilen}) + output ({olen}) exceed the context limit ({limit})")
+    return random_requests(int(config["vocab_size"]), num_prompts, ilen, olen, seed), f"random:{ilen}:{olen}:{num_prompts}"
 
 
 # -- measurements ------------------------------------------------------------------------------------------
@@ -140,9 +162,10 @@ def run_seesaw(exec_plan, folder: Path, requests, eos_ids: set[int], warmup: boo
 
 
 def run_transformers(folder: Path, requests, batch_size: int, threads: int, pad_id: int, warmup: bool,
-                     progress) -> dict:
-    """Hugging Face ``generate`` on ``requests`` (float32, CPU, greedy, left padding, batches in trace order;
-    see the module docstring for how output lengths equal the trace's). Returns figures like
+                     progress, sort_by_prompt: bool = False) -> dict:
+    """Hugging Face ``generate`` on ``requests`` (float32, CPU, greedy, left padding, batches in trace order,
+    or by prompt length when ``sort_by_prompt``: less padding; see the module docstring for how output
+    lengths equal the trace's). Returns figures like
     ``RunMetrics.as_dict()``; ``wall_s`` sums the ``generate`` calls only. ``computed_output_slots`` counts
     batch rows x steps actually generated (padding included)."""
     import torch  # noqa: PLC0415
@@ -179,9 +202,10 @@ def run_transformers(folder: Path, requests, batch_size: int, threads: int, pad_
 
         if warmup:
             generate([(requests[0][0][:8], 2)])
+        order = sorted(requests, key=lambda r: len(r[0])) if sort_by_prompt else requests
         wall, slots = 0.0, 0
-        for start in range(0, len(requests), batch_size):
-            batch = requests[start:start + batch_size]
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
             wall += generate(batch)
             slots += len(batch) * max(n for _, n in batch)
             if progress:
@@ -192,7 +216,29 @@ def run_transformers(folder: Path, requests, batch_size: int, threads: int, pad_
     return {"requests": len(requests), "prompt_tokens": prompt, "output_tokens": output, "wall_s": wall,
             "tokens_per_s": (prompt + output) / wall, "output_tokens_per_s": output / wall,
             "requests_per_s": len(requests) / wall, "computed_output_slots": slots, "batch_size": batch_size,
-            "threads": threads}
+            "threads": threads, "sorted_by_prompt_len": sort_by_prompt}
+
+
+def seesaw_entry(exec_plan, ckpt, metrics: dict, wrong: int, element_bytes: int, memcpy_gb_per_s: float) -> dict:
+    """One Seesaw system's JSON entry: metrics, plan figures, and transitions measured vs estimated.
+
+    Transitions alternate prefill->decode (loading decode shards) and decode->prefill; each is estimated
+    as the largest rank's bytes for the target phase over ``memcpy_gb_per_s`` (ranks reload in parallel)."""
+    per_rank = phase_bytes_per_rank(exec_plan, ckpt, element_bytes)
+    n, n_dec = metrics["transitions"], (metrics["transitions"] + 1) // 2
+    est = (n_dec * max(per_rank["decode"]) + (n - n_dec) * max(per_rank["prefill"])) / (memcpy_gb_per_s * GB)
+    return {
+        "layouts": f"{_layout_label(exec_plan.prefill.layout)}/{_layout_label(exec_plan.decode.layout)}",
+        "metrics": metrics, "wrong_output_lengths": wrong,
+        "plan": {"host_buffer_tokens_per_replica": exec_plan.kv.host_buffer_tokens_per_replica,
+                 "gpu_kv_tokens_per_replica": exec_plan.kv.gpu_kv_tokens_per_replica,
+                 "schedule": exec_plan.schedule.model_dump(mode="json"),
+                 "predicted_tokens_per_s": exec_plan.summary.predicted_tokens_per_s},
+        "transitions": {"count": n, "measured_s": metrics["transition_s"],
+                        "measured_s_per_transition": metrics["transition_s"] / n if n else 0.0,
+                        "weight_bytes_per_rank": per_rank,
+                        "estimated_s": est, "estimated_s_per_transition": est / n if n else 0.0},
+    }
 
 
 # -- presentation ------------------------------------------------------------------------------------------
@@ -239,7 +285,8 @@ def bench(
     output_len: Annotated[Optional[int], typer.Option(help="random: output tokens (default 128); sharegpt: cap on each output")] = None,
     seed: Annotated[int, typer.Option(help="dataset shuffle / random prompt seed")] = 0,
     layout: Annotated[Optional[list[str]], typer.Option(help="extra PREFILL:DECODE layout pair to run (repeatable)")] = None,
-    hf_batch_size: Annotated[int, typer.Option(help="transformers generate batch size")] = 16,
+    hf_batch_size: Annotated[int, typer.Option(help="transformers generate batch size (8 was fastest for SmolLM2 on 2 CPU cores)")] = 8,
+    hf_sort: Annotated[bool, typer.Option("--hf-sort", help="batch transformers requests by prompt length (less padding) instead of trace order")] = False,
     hf_threads: Annotated[Optional[int], typer.Option(help="transformers torch threads (default: ranks x threads per rank, capped at the cores)")] = None,
     threads_per_rank: Annotated[int, typer.Option(help="torch threads per Seesaw worker (SEESAW_THREADS_PER_RANK)")] = 1,
     hf: Annotated[bool, typer.Option(help="run the transformers baseline")] = True,
@@ -280,26 +327,11 @@ def bench(
     ckpt = Checkpoint(folder)
     cfg = load_model_config(model_config if model_config is not None else folder)
     cl = load_cluster(cluster)
-    limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
     eos = ckpt.config.get("eos_token_id")
     eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     pad = ckpt.config.get("pad_token_id")
     pad_id = pad if isinstance(pad, int) else min(eos_ids) if eos_ids else 0
-    if dataset == "sharegpt":
-        from transformers import AutoTokenizer  # noqa: PLC0415
-
-        try:
-            tok = AutoTokenizer.from_pretrained(str(folder))
-        except Exception as e:  # noqa: BLE001 (any loader failure is a missing/broken tokenizer)
-            raise InputError("--checkpoint", f"no usable tokenizer in '{folder}' for ShareGPT: {type(e).__name__}") from None
-        requests = sharegpt_requests(tok, num_prompts, output_len, seed, limit)
-        wl_name = f"sharegpt:{num_prompts}" + (f" (outputs <= {output_len})" if output_len else "")
-    else:
-        ilen, olen = input_len or 128, output_len or 128
-        if ilen + olen > limit:
-            raise InputError("--input-len", f"input ({ilen}) + output ({olen}) exceed the context limit ({limit})")
-        requests = random_requests(int(ckpt.config["vocab_size"]), num_prompts, ilen, olen, seed)
-        wl_name = f"random:{ilen}:{olen}:{num_prompts}"
+    requests, wl_name = build_requests(dataset, folder, ckpt.config, num_prompts, input_len, output_len, seed)
     wl = Workload(wl_name, [len(p) for p, _ in requests], [n for _, n in requests])
 
     # plans (the workload the planner sees is exactly these requests)
@@ -342,30 +374,17 @@ def bench(
             for name, exec_plan in runs:
                 key = json.dumps([exec_plan.prefill.model_dump(mode="json"), exec_plan.decode.model_dump(mode="json"),
                                   exec_plan.kv.model_dump(mode="json"), exec_plan.schedule.model_dump(mode="json")])
-                lay = f"{_layout_label(exec_plan.prefill.layout)}/{_layout_label(exec_plan.decode.layout)}"
                 if key in seen:  # the same plan twice (e.g. the planner chose the static plan): measure once
                     systems[name] = dict(systems[seen[key]], same_plan_as=seen[key])
                     continue
                 seen[key] = name
                 metrics, wrong, elem = run_seesaw(exec_plan, folder, requests, eos_ids, warmup,
                                                   tracker(name) if progress else None)
-                per_rank = phase_bytes_per_rank(exec_plan, ckpt, elem)
-                n, n_dec = metrics["transitions"], (metrics["transitions"] + 1) // 2
-                est = (n_dec * max(per_rank["decode"]) + (n - n_dec) * max(per_rank["prefill"])) / (bw * GB)
-                systems[name] = {
-                    "layouts": lay, "metrics": metrics, "wrong_output_lengths": wrong,
-                    "plan": {"host_buffer_tokens_per_replica": exec_plan.kv.host_buffer_tokens_per_replica,
-                             "gpu_kv_tokens_per_replica": exec_plan.kv.gpu_kv_tokens_per_replica,
-                             "schedule": exec_plan.schedule.model_dump(mode="json"),
-                             "predicted_tokens_per_s": exec_plan.summary.predicted_tokens_per_s},
-                    "transitions": {"count": n, "measured_s": metrics["transition_s"],
-                                    "measured_s_per_transition": metrics["transition_s"] / n if n else 0.0,
-                                    "weight_bytes_per_rank": per_rank,
-                                    "estimated_s": est, "estimated_s_per_transition": est / n if n else 0.0},
-                }
+                systems[name] = seesaw_entry(exec_plan, ckpt, metrics, wrong, elem, bw)
             if hf:
                 systems["transformers"] = {"layouts": f"{hf_thr} threads", "metrics": run_transformers(
-                    folder, requests, hf_batch_size, hf_thr, pad_id, warmup, tracker("transformers") if progress else None)}
+                    folder, requests, hf_batch_size, hf_thr, pad_id, warmup,
+                    tracker("transformers") if progress else None, hf_sort)}
     finally:
         if old_env is None:
             os.environ.pop("SEESAW_THREADS_PER_RANK", None)
@@ -384,7 +403,7 @@ def bench(
            f"transformers {hf_thr} = the same total, capped at this machine's {cores} cores"),
         f"host memcpy bandwidth (torch copy_ of 256 MiB, {threads_per_rank} thread(s)): {bw:.2f} GB/s",
         "transformers: float32, greedy, left padding, batches of "
-        f"{hf_batch_size} in trace order; each row stops at its own trace length; only generate() is timed",
+        f"{hf_batch_size} {'sorted by prompt length' if hf_sort else 'in trace order'}; each row stops at its own trace length; only generate() is timed",
         "EOS ignored; output lengths fixed by the trace; model load and worker start-up not timed",
     ]
     bad = {k: s["wrong_output_lengths"] for k, s in systems.items() if s.get("wrong_output_lengths")}

@@ -34,12 +34,8 @@ def decode_attention(q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor, 
     longest context ``L``); ``context_lens [B]`` valid lengths (including the new token). Returns
     ``[B, heads_q, d]``.
     """
-    b, hq, d = q.shape
-    hkv = k_ctx.shape[2]
-    # grouped matmuls: the query heads of one KV head attend together, no KV expansion
-    qg = q.view(b, hkv, hq // hkv, d)
-    scores = torch.matmul(qg, k_ctx.permute(0, 2, 3, 1)) * scale  # [B, hkv, g, L]
-    pad = torch.arange(k_ctx.shape[1], device=q.device).unsqueeze(0) >= context_lens.unsqueeze(1)
-    scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return torch.matmul(probs, v_ctx.permute(0, 2, 1, 3)).reshape(b, hq, d)  # [B, hkv, g, d] -> [B, hq, d]
+    mask = torch.arange(k_ctx.shape[1], device=q.device).unsqueeze(0) < context_lens.unsqueeze(1)
+    out = F.scaled_dot_product_attention(q.unsqueeze(2), k_ctx.permute(0, 2, 1, 3), v_ctx.permute(0, 2, 1, 3),
+                                         attn_mask=mask[:, None, None, :], scale=scale,
+                                         enable_gqa=q.shape[1] != k_ctx.shape[2])
+    return out.squeeze(2)

@@ -41,7 +41,10 @@ class PagedKVCache:
     def gather(self, layer: int, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """K, V at ``slots [...]`` -> ``[..., kv_heads_local, head_dim]``."""
         i = layer - self.start
-        return self.k[i][slots], self.v[i][slots]
+        flat = slots.reshape(-1)
+        shape = (*slots.shape, *self.k[i].shape[1:])
+        return (torch.index_select(self.k[i], 0, flat).view(shape),
+                torch.index_select(self.v[i], 0, flat).view(shape))
 
 
 class HostKVBuffer:

