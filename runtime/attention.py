@@ -39,3 +39,23 @@ def decode_attention(q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor, 
                                          attn_mask=mask[:, None, None, :], scale=scale,
                                          enable_gqa=q.shape[1] != k_ctx.shape[2])
     return out.squeeze(2)
+
+
+def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                           contexts: list[tuple[int, int] | torch.Tensor], scale: float) -> torch.Tensor:
+    """Decode attention straight from the paged cache, one sequence at a time (no padding).
+
+    ``k_cache, v_cache [slots, heads_kv, d]``; ``contexts[i]`` is either ``(first_slot, length)`` when the
+    sequence's slots are one contiguous range (read as a view, no copy) or a tensor of its slots (gathered
+    with ``index_select``). Returns ``[B, heads_q, d]``.
+    """
+    out = torch.empty_like(q)
+    gqa = q.shape[1] != k_cache.shape[1]
+    for i, c in enumerate(contexts):
+        if isinstance(c, tuple):
+            k, v = k_cache[c[0]:c[0] + c[1]], v_cache[c[0]:c[0] + c[1]]
+        else:
+            k, v = torch.index_select(k_cache, 0, c), torch.index_select(v_cache, 0, c)
+        out[i] = F.scaled_dot_product_attention(q[i].unsqueeze(1), k.transpose(0, 1), v.transpose(0, 1),
+                                                scale=scale, enable_gqa=gqa).squeeze(1)
+    return out

@@ -103,12 +103,16 @@ class HostKVBuffer:
 
 
 class PageAllocator:
-    """Free-list of device KV pages (one replica; every rank of it mirrors the same page table)."""
+    """Free pages of the device KV cache of one replica (every rank of it mirrors the same page table).
+
+    Allocation prefers one run of consecutive pages (first fit), so a sequence's cache is usually one
+    contiguous slot range that attention can read without a gather; it falls back to any free pages.
+    """
 
     def __init__(self, num_pages: int, page_size: int) -> None:
         self.page_size = page_size
         self.num_pages = num_pages
-        self.free = list(range(num_pages - 1, -1, -1))
+        self.free = list(range(num_pages))  # kept sorted
 
     def pages_for(self, tokens: int) -> int:
         return -(-tokens // self.page_size)
@@ -124,10 +128,18 @@ class PageAllocator:
         n = self.pages_for(tokens)
         if n > len(self.free):
             raise MemoryError(f"need {n} KV pages, {len(self.free)} free")
-        return [self.free.pop() for _ in range(n)]
+        free, run = self.free, 1
+        for i in range(len(free)):
+            run = run + 1 if i and free[i] == free[i - 1] + 1 else 1
+            if run == n:
+                pages = free[i - n + 1:i + 1]
+                del free[i - n + 1:i + 1]
+                return pages
+        pages, self.free = free[:n], free[n:]
+        return pages
 
     def release(self, pages: list[int]) -> None:
-        self.free.extend(reversed(pages))
+        self.free = sorted(self.free + pages)
 
 
 def slot_table(block_tables: list[list[int]], lens: list[int], page_size: int,

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from seesaw.codegen.plan import Instruction, RankPlan
 from seesaw.ir.config import ModelConfig
 from seesaw.runtime import layers
-from seesaw.runtime.attention import decode_attention, prefill_attention
+from seesaw.runtime.attention import paged_decode_attention, prefill_attention
 from seesaw.runtime.batch import ForwardBatch
 from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache, slot_table
 from seesaw.runtime.sampling import sample
@@ -40,9 +40,17 @@ class RankContext:
     comm_stats: dict | None = None
 
 
+def _context(pages: list[int], length: int, page_size: int, slots: torch.Tensor):
+    """``(first_slot, length)`` when the pages holding ``length`` tokens are consecutive, else the slots."""
+    used = -(-length // page_size)
+    if all(pages[j + 1] == pages[j] + 1 for j in range(used - 1)):
+        return (pages[0] * page_size, length)
+    return slots
+
+
 class _Regs:
     __slots__ = ("x", "h", "residual", "q", "k", "v", "attn", "gate", "up", "act", "out", "logits", "tokens",
-                 "cos", "sin", "ids", "ctx_slots", "new_slots", "lens", "last")
+                 "cos", "sin", "ids", "ctx_slots", "new_slots", "lens", "last", "contexts")
 
     def __init__(self) -> None:
         for s in self.__slots__:
@@ -199,8 +207,8 @@ class PhaseProgram:
                 self._store_prefill_kv(layer, r, b)
             else:
                 ctx.kv.write(layer, r.new_slots, r.k, r.v)
-                k_ctx, v_ctx = ctx.kv.gather(layer, r.ctx_slots)
-                r.attn = decode_attention(r.q, k_ctx, v_ctx, r.lens, self.scale)
+                i = layer - ctx.kv.start
+                r.attn = paged_decode_attention(r.q, ctx.kv.k[i], ctx.kv.v[i], r.contexts, self.scale)
         return run
 
     def _store_prefill_kv(self, layer: int, r: _Regs, b: ForwardBatch) -> None:
@@ -235,6 +243,9 @@ class PhaseProgram:
             r.ctx_slots = slot_table(b.block_tables, b.context_lens, b.page_size, dev)
             r.lens = torch.tensor(b.context_lens, device=dev)
             r.new_slots = r.ctx_slots.gather(1, (r.lens - 1).unsqueeze(1)).squeeze(1)
+            if b.mode == "decode":
+                r.contexts = [_context(t, n, b.page_size, r.ctx_slots[i, :n]) for i, (t, n) in
+                              enumerate(zip(b.block_tables, b.context_lens))]
         for step in self.steps:
             step(r, b)
         logits = r.logits.float().cpu() if (b.return_logits and r.tokens is not None) else None
