@@ -72,7 +72,8 @@ class Worker:
                        for ph in ("prefill", "decode")}
         ckpt = Checkpoint(cfg.checkpoint)
         self.cfg = ModelConfig.from_hf_dict(ckpt.config, name=self.plan.model.name, source=cfg.checkpoint)
-        rope_scaling = ckpt.config.get("rope_scaling")
+        # transformers < 5 writes "rope_scaling"; >= 5 writes "rope_parameters" (which also holds rope_theta)
+        rope_scaling = ckpt.config.get("rope_scaling") or ckpt.config.get("rope_parameters")
         self.rope = layers.Rope(self.cfg.head_dim, self.cfg.rope_theta, rope_scaling)
         cache: dict = {}
         self.host_weights = {ph: _load_shards(ckpt, self.plan.phase(ph), rank, self.dtype, cache)

@@ -28,6 +28,20 @@ QWEN2_TIED: dict[str, Any] = {
     "tie_word_embeddings": True, "torch_dtype": "float32",
 }
 
+QWEN3_QK_NORM: dict[str, Any] = {
+    "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "head_dim": 32,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+    "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+    "tie_word_embeddings": False, "torch_dtype": "float32",
+}
+
+LLAMA3_ROPE: dict[str, Any] = {
+    **LLAMA_GQA, "num_hidden_layers": 2, "rope_theta": 500000.0,
+    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 64},
+}
+
 _NOISE_STD = 0.02
 
 

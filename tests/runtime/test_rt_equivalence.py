@@ -9,7 +9,7 @@ import random
 
 import pytest
 import torch
-from helpers.checkpoints import LLAMA_GQA, QWEN2_TIED, write_random_checkpoint
+from helpers.checkpoints import LLAMA3_ROPE, LLAMA_GQA, QWEN2_TIED, QWEN3_QK_NORM, write_random_checkpoint
 from helpers.plans import make_plan
 
 from seesaw.runtime.engine import Engine
@@ -17,6 +17,7 @@ from seesaw.runtime.scheduler import Sequence
 
 NEW_TOKENS = 6
 MODELS = {"llama_gqa": LLAMA_GQA, "qwen2_tied": QWEN2_TIED}
+EXTRA = {"qwen3_qk_norm": QWEN3_QK_NORM, "llama3_rope_scaling": LLAMA3_ROPE}  # fewer layouts each
 
 
 def _prompts(vocab: int, n: int = 5, seed: int = 0) -> list[list[int]]:
@@ -30,7 +31,7 @@ def references(tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     out = {}
-    for name, cfg in MODELS.items():
+    for name, cfg in {**MODELS, **EXTRA}.items():
         folder = write_random_checkpoint(tmp_path_factory.mktemp(name), cfg, seed=1)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         prompts = _prompts(cfg["vocab_size"])
@@ -76,6 +77,14 @@ def test_layouts_match_transformers(references, model, prefill, decode, buffer):
     _check(references[model], tokens, logits)
     if prefill != decode:
         assert m.transitions >= 1 and m.kv_swap_out_bytes > 0 and m.kv_swap_in_bytes > 0
+
+
+@pytest.mark.parametrize("model", list(EXTRA))
+@pytest.mark.parametrize("prefill, decode, buffer", [("tp1", "tp1", 0), ("pp2", "tp2", 4096)], ids=["tp1", "pp2->tp2"])
+def test_qk_norm_and_llama3_rope_match_transformers(references, model, prefill, decode, buffer):
+    folder, prompts, *_ = references[model]
+    tokens, logits, _ = _run(folder, prompts, prefill, decode, host_buffer_tokens=buffer)
+    _check(references[model], tokens, logits)
 
 
 FOUR_RANKS = [("pp4", "tp2pp2"), ("dp2pp2", "dp2tp2")]
