@@ -1,5 +1,5 @@
 """Micro-benchmark (not a test): decode attention over a padded paged-cache gather -- SDPA over expanded
-GQA heads, grouped matmuls, and SDPA with ``enable_gqa`` (the runtime's choice) -- and the cache gather
+GQA heads, grouped matmuls, and SDPA with ``enable_gqa`` on the padded batch (``runtime.attention.decode_attention``) -- and the cache gather
 (advanced indexing vs ``index_select``), one thread, SmolLM2's head shapes (9 query / 3 KV heads).
 
     python bench/decode_attention.py
@@ -28,8 +28,8 @@ def old(q, k, v, lens, scale):
     mask = torch.arange(L).unsqueeze(0) < lens.unsqueeze(1)
     return F.scaled_dot_product_attention(q.unsqueeze(2), kk, vv, attn_mask=mask[:, None, None, :], scale=scale).squeeze(2)
 a = old(q, k, v, lens, 0.125); b = decode_attention(q, k, v, lens, 0.125)
-print("max diff vs runtime", (a - b).abs().max().item(), (grouped(q, k, v, lens, 0.125) - b).abs().max().item())
-for name, f in (("sdpa over expanded heads", old), ("grouped matmuls", grouped), ("sdpa enable_gqa (runtime)", decode_attention)):
+print("max |diff| of padded SDPA (enable_gqa) vs expanded heads, grouped matmuls vs it:", (a - b).abs().max().item(), (grouped(q, k, v, lens, 0.125) - b).abs().max().item())
+for name, f in (("sdpa over expanded heads", old), ("grouped matmuls", grouped), ("sdpa enable_gqa, padded batch", decode_attention)):
     t = time.perf_counter()
     for _ in range(200): f(q, k, v, lens, 0.125)
     print(name, f"{(time.perf_counter() - t) / 200 * 1e3:.3f} ms")

@@ -1,8 +1,10 @@
 """Attention backend (torch SDPA): prefill over the batch's own K/V, decode over the paged cache.
 
 Shapes: ``q [T, heads_q, d]``, ``k, v [T, heads_kv, d]`` (this rank's heads). Grouped-query attention maps
-query head ``h`` to KV head ``h // (heads_q / heads_kv)``, as Hugging Face's ``repeat_kv``. A Triton paged
-kernel can replace :func:`decode_attention` behind the same signature (issue 3: "pluggable backend").
+query head ``h`` to KV head ``h // (heads_q / heads_kv)``, as Hugging Face's ``repeat_kv``. The runtime calls
+:func:`prefill_attention` and :func:`paged_decode_attention`; :func:`decode_attention` is the padded-batch
+variant (one SDPA call over gathered contexts) kept as a backend for devices where one large call beats a
+per-sequence loop. A Triton paged kernel can replace :func:`paged_decode_attention` behind its signature.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import torch
 from seesaw.codegen.plan import ExecutionPlan
 from seesaw.runtime.kv_cache import HostKVBuffer, PageAllocator
 from seesaw.runtime.scheduler import Policy, ReplicaScheduler, Sequence
-from seesaw.runtime.transport import LocalWorkers, WorkerError
+from seesaw.runtime.transport import LocalWorkers, WorkerError  # noqa: F401 (re-exported for callers)
 from seesaw.runtime.worker import WorkerConfig
 
 
@@ -66,7 +66,7 @@ class Engine:
         self.logits: dict[int, list[torch.Tensor]] = {}  # sequence index -> logits of each sampled token
         self.cuda = _use_cuda(plan, device)
         self.dtype = dtype or ("bfloat16" if self.cuda else "float32")
-        pre, dec = plan.prefill.layout, plan.decode.layout
+        pre = plan.prefill.layout  # dp is the same in both phases
         self.world = pre.dp * pre.tp * pre.pp
         self.dp = pre.dp
         self.replica = self.world // self.dp

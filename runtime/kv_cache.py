@@ -38,14 +38,6 @@ class PagedKVCache:
         self.k[i][slots] = k
         self.v[i][slots] = v
 
-    def gather(self, layer: int, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K, V at ``slots [...]`` -> ``[..., kv_heads_local, head_dim]``."""
-        i = layer - self.start
-        flat = slots.reshape(-1)
-        shape = (*slots.shape, *self.k[i].shape[1:])
-        return (torch.index_select(self.k[i], 0, flat).view(shape),
-                torch.index_select(self.v[i], 0, flat).view(shape))
-
 
 class HostKVBuffer:
     """The shared host buffer ``[layers, 2, kv_heads, tokens, head_dim]`` (float32 or the model dtype).
