@@ -1,7 +1,6 @@
 """Planning entry point: cost tables -> search (CP-SAT or exhaustive) -> :class:`SeesawPlan`."""
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from seesaw.ir import ModelConfig
