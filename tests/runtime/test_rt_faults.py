@@ -122,7 +122,7 @@ def test_newer_plan_schema_is_refused(setup, tmp_path):
 def _start_long_run(setup, tmp_path) -> tuple[subprocess.Popen, list[int]]:
     root, ckpt, _, plan = setup
     prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [i + 1] * 8, "max_tokens": 400,
-                                               "ignore_eos": True} for i in range(16)])
+                                               "ignore_eos": True} for i in range(48)])
     proc = subprocess.Popen(RUN + [str(plan), "--checkpoint", str(ckpt), "--prompts", str(prompts), "--output",
                                    str(tmp_path / "o.jsonl"), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
