@@ -63,6 +63,7 @@ class Engine:
                  keep_logits: bool = False, workers_factory=None, host_buffer_path: str | None = None) -> None:
         self.plan = plan
         self.keep_logits = keep_logits
+        self._pending: list = []  # replies received while waiting for another kind
         self.logits: dict[int, list[torch.Tensor]] = {}  # sequence index -> logits of each sampled token
         self.cuda = _use_cuda(plan, device)
         self.dtype = dtype or ("bfloat16" if self.cuda else "float32")
@@ -125,23 +126,21 @@ class Engine:
         self.close()
 
     # -- generation -------------------------------------------------------------------------------------
-    def _scheduler(self, r: int, eos_ids: set[int]) -> ReplicaScheduler:
+    def _scheduler(self, eos_ids: set[int]) -> ReplicaScheduler:
         s = self.plan.schedule
         policy = Policy(resharding=self.resharding, use_buffer=self.use_buffer,
                         max_prefill_tokens=max(1, s.max_prefill_tokens or s.max_batched_tokens or 1),
                         decode_max_seqs=max(1, s.decode_max_seqs),
-                        prefill_to_decode_threshold_tokens=min(s.prefill_to_decode_threshold_tokens or self.buffer_tokens,
+                        prefill_to_decode_threshold_tokens=min(s.prefill_to_decode_threshold_tokens,
                                                                self.buffer_tokens) or self.buffer_tokens,
                         decode_to_prefill_threshold_tokens=s.decode_to_prefill_threshold_tokens,
                         prefill_pp=self.plan.prefill.layout.pp, decode_pp=self.plan.decode.layout.pp)
-        sched = ReplicaScheduler(policy, PageAllocator(self.gpu_pages, self.plan.kv.page_size_tokens),
-                                 self.buffer_tokens, eos_ids)
-        sched.buffer_offset = r * self.buffer_tokens
-        return sched
+        return ReplicaScheduler(policy, PageAllocator(self.gpu_pages, self.plan.kv.page_size_tokens),
+                                self.buffer_tokens, eos_ids)
 
     def generate(self, sequences: list[Sequence], eos_ids: set[int], on_progress=None) -> tuple[list[Sequence], RunMetrics]:
         """Serve every sequence; returns them (with outputs and finish reasons) and the run's metrics."""
-        scheds = [self._scheduler(r, eos_ids) for r in range(self.dp)]
+        scheds = [self._scheduler(eos_ids) for _ in range(self.dp)]
         for i, seq in enumerate(sequences):
             scheds[i % self.dp].add(seq)
         m = RunMetrics(requests=len(sequences), prompt_tokens=sum(len(s.prompt) for s in sequences))
@@ -158,12 +157,12 @@ class Engine:
                     self._send(ranks, ("transition", act.target))
                 else:
                     if act.swap_in:
-                        off = sched.buffer_offset
+                        off = r * self.buffer_tokens  # replica r owns buffer tokens [off, off + buffer_tokens)
                         self._send(ranks, ("swap_in", [(b + off, n, sl) for b, n, sl in act.swap_in]))
-                    if sched.buffer_offset:
+                    if r:
                         for mb in act.micro_batches:
                             if mb.buffer_starts is not None:
-                                mb.buffer_starts = [b + sched.buffer_offset for b in mb.buffer_starts]
+                                mb.buffer_starts = [b + r * self.buffer_tokens for b in mb.buffer_starts]
                     for mb in act.micro_batches:
                         mb.return_logits = self.keep_logits
                     self._send(ranks, ("forward", act.micro_batches))
@@ -201,7 +200,7 @@ class Engine:
 
     def _expect(self, replica: int | None, kind: str):
         """Next message of ``kind`` (from a rank of ``replica`` when given); others are kept for later."""
-        pending = getattr(self, "_pending", [])
+        pending = self._pending
         for i, msg in enumerate(pending):
             if msg[0] == kind and (replica is None or msg[1] in self.replica_ranks(replica)):
                 return pending.pop(i)[2]
@@ -210,4 +209,3 @@ class Engine:
             if msg[0] == kind and (replica is None or msg[1] in self.replica_ranks(replica)):
                 return msg[2]
             pending.append(msg)
-            self._pending = pending
