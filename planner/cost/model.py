@@ -3,7 +3,7 @@
 Everything the optimizer needs about a layout is linear in the PP stage sizes ``n_s`` (layers in stage
 ``s``) once the batch shape is fixed:
 
-- stage time (ns)      = ``n_s * layer_ns + first_ns*[s == 0] + last_ns*[s == pp-1] + send_ns[s]``
+- stage time (ns)      = ``n_s * layer_ns + first_ns*[s == 0] + last_ns*[s == pp-1] + send_ns[s] + fixed_ns``
 - stage weights (B)    = ``n_s * layer_weight_bytes + first/last extras``
 - stage KV (B/token)   = ``n_s * kv_bytes_per_token_layer``
 - reload / swap times  = ``n_s * per-layer ns`` (host link per GPU)
@@ -21,7 +21,7 @@ from seesaw.ir.layout import Layout
 from seesaw.ir.ops import PassShape
 from seesaw.ir.passes import apply_tp
 from seesaw.ir.sharding import valid_tp_degrees
-from seesaw.planner.cost.roofline import hidden_send_s, ops_time_s
+from seesaw.planner.cost.roofline import hidden_send_s, ops_time_s, step_overhead_s
 from seesaw.planner.hardware import Cluster
 from seesaw.planner.workload import Workload
 
@@ -41,10 +41,11 @@ class StageCost:
     first_ns: int
     last_ns: int
     send_ns: tuple[int, ...]  # per stage boundary s -> s+1
+    fixed_ns: int = 0  # per micro-batch on every stage (profile's step_overhead_us)
 
     def stage_ns(self, stage: int, layers: int) -> int:
         pp = len(self.send_ns) + 1
-        extra = self.send_ns[stage] if stage < pp - 1 else 0
+        extra = self.fixed_ns + (self.send_ns[stage] if stage < pp - 1 else 0)
         if stage == 0:
             extra += self.first_ns
         if stage == pp - 1:
@@ -166,7 +167,7 @@ class CostModel:
             to_ns(hidden_send_s(parts, self.cfg.hidden_size, self.cluster, self.boundary_spans_nodes(layout, s)))
             for s in range(layout.pp - 1)
         )
-        return StageCost(to_ns(layer_s), to_ns(first_s), to_ns(last_s), sends)
+        return StageCost(to_ns(layer_s), to_ns(first_s), to_ns(last_s), sends, to_ns(step_overhead_s(self.cluster)))
 
     def boundary_spans_nodes(self, layout: Layout, stage: int) -> bool:
         """Whether any replica's send from ``stage`` to ``stage + 1`` crosses a node boundary."""

@@ -1,16 +1,21 @@
 """Per-rank time of one forward pass of IR ops: roofline compute/memory plus alpha-beta collectives.
 
 Formulas: DESIGN.md section 4 (after the Seesaw paper's appendix). Each compute op costs
-``max(flops / F_eff, bytes / B_eff)`` where ``F_eff = peak FLOP/s * matmul_efficiency`` and
-``B_eff = peak memory bandwidth * memory_efficiency`` come from the hardware profile. Collectives use the
-cluster's alpha-beta model (``Cluster.allreduce_s`` etc.).
+``max(c, m) + (1 - overlap) * min(c, m)`` with ``c = flops / F_eff`` and ``m = bytes / B_eff``, where
+``F_eff = peak FLOP/s * matmul_efficiency`` and ``B_eff = peak memory bandwidth * memory_efficiency`` come
+from the hardware profile; ``overlap = compute_memory_overlap`` is 1 (the plain roofline ``max``) unless a
+calibration measured less (a single CPU thread does not overlap streaming and arithmetic). GEMMs (linear,
+lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
+``matmul_half_rows``). Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
+op, ``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch
+(see :func:`step_overhead_s`). Collectives use the cluster's alpha-beta model (``Cluster.allreduce_s`` etc.).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
 from seesaw.ir.ops import Op, OpKind, PassShape
-from seesaw.planner.hardware import Cluster
+from seesaw.planner.hardware import Cluster, GPUSpec
 
 _COMM_KINDS = {OpKind.ALL_REDUCE, OpKind.ALL_GATHER, OpKind.SEND, OpKind.RECV}
 
@@ -23,23 +28,52 @@ def merge_parts(parts: Sequence[PassShape]) -> PassShape:
     return PassShape(num_seqs=seqs, query_tokens=per_seq, context_len=per_seq)
 
 
-def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) -> float:
-    """Roofline time (s) of a compute op on one rank for a batch made of ``parts``.
+_GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
 
-    Attention is costed per part (a prefill chunk and decode sequences attend over different contexts);
-    every other op sees the merged token count.
+
+def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None) -> float:
+    """Time (s) of one kernel of ``flops`` FLOPs moving ``nbytes`` bytes, without fixed overheads.
+
+    ``max(c, m) + (1 - gpu.compute_memory_overlap) * min(c, m)``, ``c = flops / F``, ``m = nbytes / B_eff``;
+    for a GEMM of ``gemm_rows`` rows ``F = F_eff * rows / (rows + matmul_half_rows)``, else ``F = F_eff``.
+    The calibration fit (:mod:`seesaw.planner.hardware.fit`) uses this very function.
+    """
+    rate = gpu.achievable_flops
+    if gemm_rows is not None and gpu.matmul_half_rows > 0:
+        rate *= gemm_rows / (gemm_rows + gpu.matmul_half_rows)
+    c = flops / rate if flops else 0.0
+    m = nbytes / gpu.achievable_memory_bytes_per_s
+    return max(c, m) + (1.0 - gpu.compute_memory_overlap) * min(c, m)
+
+
+def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) -> float:
+    """Time (s) of a compute op on one rank for a batch made of ``parts``.
+
+    Attention is costed per part (a prefill chunk and decode sequences attend over different contexts)
+    plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
+    adds ``op_overhead_us`` once.
     """
     gpu = cluster.gpu
     dtype = gpu.dtype_bytes
-    shapes = parts if op.kind == OpKind.ATTENTION else [merge_parts(parts)]
+    attention = op.kind == OpKind.ATTENTION
+    shapes = parts if attention else [merge_parts(parts)]
     total = 0.0
     for shape in shapes:
         if shape.num_seqs <= 0:
             continue
         flops = op.flops(shape, tp)
         nbytes = op.device_bytes(shape, tp, dtype)
-        total += max(flops / gpu.achievable_flops, nbytes / gpu.achievable_memory_bytes_per_s)
-    return total
+        rows = op.tokens(shape) if op.kind in _GEMM_KINDS else None
+        total += kernel_time_s(flops, nbytes, gpu, rows)
+        if attention:
+            total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
+    return total + gpu.op_overhead_us * 1e-6 if total else 0.0
+
+
+def step_overhead_s(cluster: Cluster) -> float:
+    """Fixed time (s) every rank spends per micro-batch outside its ops (batch set-up, sampling, the
+    scheduler's round trip), ``step_overhead_us`` of the profile."""
+    return cluster.gpu.step_overhead_us * 1e-6
 
 
 def comm_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) -> float:

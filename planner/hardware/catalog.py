@@ -30,6 +30,11 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
     "efficiency": ("matmul_efficiency", "memory_efficiency", "link_efficiency"),
     "reserve": ("runtime_reserve_gb",),
 }
+# Optional fields (defaults = the ideal roofline: no fixed overheads, full compute/memory overlap, GEMMs
+# at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
+# a source for the "overheads" group.
+OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "compute_memory_overlap", "op_overhead_us",
+                                    "attention_seq_overhead_us", "step_overhead_us")
 
 
 class GPUSpec(BaseModel):
@@ -63,6 +68,13 @@ class GPUSpec(BaseModel):
     link_efficiency: float = Field(0.8, gt=0, le=1)
     collective_launch_us: float = Field(7.0, ge=0, description="fixed per-collective overhead")
     runtime_reserve_gb: float = Field(2.0, ge=0, description="CUDA context, allocator, comm buffers")
+    matmul_half_rows: float = Field(0.0, ge=0, description=(
+        "Hockney's n_1/2 for GEMMs: rows (tokens) at which a GEMM reaches half its full FLOP rate"))
+    compute_memory_overlap: float = Field(1.0, ge=0, le=1, description=(
+        "share of the shorter of compute and memory time hidden under the longer (1 = roofline max, 0 = sum)"))
+    op_overhead_us: float = Field(0.0, ge=0, description="fixed time per compute op (kernel launch / dispatch)")
+    attention_seq_overhead_us: float = Field(0.0, ge=0, description="fixed time per sequence per attention op")
+    step_overhead_us: float = Field(0.0, ge=0, description="fixed time per micro-batch on every rank")
     source: dict[str, str] = Field(default_factory=dict, description="figure group -> where it came from")
 
     def __hash__(self) -> int:  # frozen and hashable despite the ``source`` dict (usable as a cache key)
@@ -124,7 +136,7 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
         raise InputError("catalog", f"malformed YAML: {e}", src) from None
     if not isinstance(raw, dict) or not raw:
         raise InputError("catalog", "must be a non-empty mapping of GPU name -> figures", src)
-    required = set(GPUSpec.model_fields) - {"name", "aliases"}
+    required = set(GPUSpec.model_fields) - {"name", "aliases", *OVERHEAD_FIELDS}
     specs: dict[str, GPUSpec] = {}
     keys: dict[str, str] = {}
     for name, entry in raw.items():
@@ -137,7 +149,8 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
             spec = GPUSpec(name=str(name), **entry)
         except ValidationError as e:
             raise validation_to_input_error(e, src, prefix=f"{name}.") from None
-        lacking = [g for g in SOURCE_GROUPS if not spec.source.get(g, "").strip()]
+        groups = [*SOURCE_GROUPS, *(["overheads"] if set(entry) & set(OVERHEAD_FIELDS) else [])]
+        lacking = [g for g in groups if not spec.source.get(g, "").strip()]
         if lacking:
             raise InputError(f"{name}.source", f"no source for figure groups: {', '.join(lacking)}", src)
         for key in (spec.name, *spec.aliases):

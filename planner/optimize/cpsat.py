@@ -38,7 +38,8 @@ class _Partitions:
 
 
 def _stage_bound(t: PhaseTerms, num_layers: int) -> int:
-    return num_layers * t.stage.layer_ns + t.stage.first_ns + t.stage.last_ns + max(t.stage.send_ns, default=0)
+    st = t.stage
+    return num_layers * st.layer_ns + st.first_ns + st.last_ns + max(st.send_ns, default=0) + st.fixed_ns
 
 
 def _add_phase_time(model, parts: _Partitions, tag: str, opts: list[tuple[cp_model.IntVar, PhaseTerms]],
@@ -53,7 +54,7 @@ def _add_phase_time(model, parts: _Partitions, tag: str, opts: list[tuple[cp_mod
         st = t.stage
         for s in range(t.pp):
             extra = (st.first_ns if s == 0 else 0) + (st.last_ns if t.last(s) else 0) + \
-                (st.send_ns[s] if s < t.pp - 1 else 0)
+                (st.send_ns[s] if s < t.pp - 1 else 0) + st.fixed_ns
             model.Add(stage_max >= n[s] * st.layer_ns + extra).OnlyEnforceIf(sel)
         model.Add(total >= t.coef * stage_max).OnlyEnforceIf(sel)
     return total
@@ -76,7 +77,7 @@ def _stage_lower_bound(t: PhaseTerms, num_layers: int) -> int:
     """A stage time no partition can beat: the mean over stages, and stage 0 / last with one layer."""
     st = t.stage
     mean = -(-(num_layers * st.layer_ns + st.first_ns + st.last_ns + sum(st.send_ns)) // t.pp)
-    return max(mean, st.layer_ns + st.first_ns, st.layer_ns + st.last_ns)
+    return st.fixed_ns + max(mean, st.layer_ns + st.first_ns, st.layer_ns + st.last_ns)
 
 
 def _replica_bytes(t: PhaseTerms, num_layers: int, kv: bool) -> int:
