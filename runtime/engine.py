@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -32,9 +33,10 @@ class RunMetrics:
     kv_swap_in_bytes: int = 0
     transition_bytes: int = 0
     per_replica: list = field(default_factory=list)
+    steps: list = field(default_factory=list)  # one dict per returned action, see Engine._step_record
 
     def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "per_replica"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("per_replica", "steps")}
         d["tokens_per_s"] = (self.prompt_tokens + self.output_tokens) / self.wall_s if self.wall_s else 0.0
         d["output_tokens_per_s"] = self.output_tokens / self.wall_s if self.wall_s else 0.0
         d["requests_per_s"] = self.requests / self.wall_s if self.wall_s else 0.0
@@ -139,52 +141,62 @@ class Engine:
                                 self.buffer_tokens, eos_ids)
 
     def generate(self, sequences: list[Sequence], eos_ids: set[int], on_progress=None) -> tuple[list[Sequence], RunMetrics]:
-        """Serve every sequence; returns them (with outputs and finish reasons) and the run's metrics."""
+        """Serve every sequence; returns them (with outputs and finish reasons) and the run's metrics.
+
+        Each replica keeps up to its phase's ``pp`` forward actions in flight (see the scheduler), so the
+        loop issues whatever the schedulers allow, then waits for the next reply. A worker's replies come
+        in the order of its commands, so a replica's forward replies match its in-flight actions first
+        in, first out. Time is charged to phases by completion: each returned action is charged the time
+        since the replica's previous completion (or since it became busy), so overlapping actions are not
+        counted twice; ``RunMetrics.steps`` records every action with its batch shape and that time.
+        """
         scheds = [self._scheduler(eos_ids) for _ in range(self.dp)]
         for i, seq in enumerate(sequences):
             scheds[i % self.dp].add(seq)
         m = RunMetrics(requests=len(sequences), prompt_tokens=sum(len(s.prompt) for s in sequences))
         phase_s = [{"prefill": 0.0, "decode": 0.0, "transition": 0.0} for _ in scheds]
+        inflight: list[deque] = [deque() for _ in scheds]  # (action, issue time) per replica, oldest first
+        mark = [0.0] * self.dp  # replica r's last completion (or the moment it became busy)
+        replies: list[list] = [[] for _ in scheds]  # transition replies gathered for the oldest action
         start = time.perf_counter()
         while True:
-            issued = []
             for r, sched in enumerate(scheds):
-                act = sched.next_action()
-                if act.kind == "done":
-                    continue
-                ranks = self.replica_ranks(r)
-                if act.kind == "transition":
-                    self._send(ranks, ("transition", act.target))
-                else:
-                    if act.swap_in:
-                        off = r * self.buffer_tokens  # replica r owns buffer tokens [off, off + buffer_tokens)
-                        self._send(ranks, ("swap_in", [(b + off, n, sl) for b, n, sl in act.swap_in]))
-                    if r:
-                        for mb in act.micro_batches:
-                            if mb.buffer_starts is not None:
-                                mb.buffer_starts = [b + r * self.buffer_tokens for b in mb.buffer_starts]
-                    for mb in act.micro_batches:
-                        mb.return_logits = self.keep_logits
-                    self._send(ranks, ("forward", act.micro_batches))
-                issued.append((r, act, time.perf_counter()))
-            if not issued:
+                while True:
+                    act = sched.next_action()
+                    if act.kind in ("done", "wait"):
+                        break
+                    self._issue(r, act)
+                    now = time.perf_counter()
+                    if not inflight[r]:
+                        mark[r] = now
+                    inflight[r].append((act, now))
+            if not any(inflight):
                 break
-            for r, act, t0 in issued:
-                if act.kind == "transition":
-                    secs = [self._expect(r, "transition")["seconds"] for _ in self.replica_ranks(r)]
-                    phase_s[r]["transition"] += max(secs)
-                    m.transitions += 1 if r == 0 else 0
-                else:
-                    tokens = {}
-                    for seq_ids, toks, logits in self._expect(r, "tokens"):
-                        tokens.update(zip(seq_ids, toks))
-                        if logits is not None and self.keep_logits:
-                            for i, sid in enumerate(seq_ids):
-                                self.logits.setdefault(sid, []).append(logits[i])
-                    phase_s[r][act.kind] += time.perf_counter() - t0
-                    scheds[r].on_tokens(act.kind, tokens)
-                    if on_progress:
-                        on_progress(act.kind, sum(len(s.finished) for s in scheds), len(tokens))
+            kind, rank, payload = self._next_reply()
+            r = rank // self.replica
+            act, issued = inflight[r][0]
+            if kind == "transition":
+                replies[r].append(payload["seconds"])
+                if len(replies[r]) < self.replica:
+                    continue
+                secs, replies[r] = max(replies[r]), []
+                m.transitions += 1 if r == 0 else 0
+                scheds[r].on_transition_done()
+            else:
+                tokens = {}
+                for seq_ids, toks, logits in payload:
+                    tokens.update(zip(seq_ids, toks))
+                    if logits is not None and self.keep_logits:
+                        for i, sid in enumerate(seq_ids):
+                            self.logits.setdefault(sid, []).append(logits[i])
+                scheds[r].on_tokens(act, tokens)
+                if on_progress:
+                    on_progress(act.kind, sum(len(s.finished) for s in scheds), len(tokens))
+            inflight[r].popleft()
+            now = time.perf_counter()
+            phase_s[r][act.kind] += now - mark[r]
+            m.steps.append(self._step_record(r, act, now - mark[r], now - issued, now - start))
+            mark[r] = now
         m.wall_s = time.perf_counter() - start
         m.output_tokens = sum(len(s.output) for s in sequences)
         for key in ("prefill", "decode", "transition"):
@@ -197,6 +209,43 @@ class Engine:
             m.kv_swap_in_bytes += st["kv_swap_in_bytes"]
             m.transition_bytes += st["transition_bytes"]
         return sequences, m
+
+    def _issue(self, r: int, act) -> None:
+        """Send replica ``r``'s ranks the commands of one action."""
+        ranks = self.replica_ranks(r)
+        if act.kind == "transition":
+            self._send(ranks, ("transition", act.target))
+            return
+        off = r * self.buffer_tokens  # replica r owns buffer tokens [off, off + buffer_tokens)
+        if act.swap_in:
+            self._send(ranks, ("swap_in", [(b + off, n, sl) for b, n, sl in act.swap_in]))
+        for mb in act.micro_batches:
+            if off and mb.buffer_starts is not None:
+                mb.buffer_starts = [b + off for b in mb.buffer_starts]
+            mb.return_logits = self.keep_logits
+        self._send(ranks, ("forward", act.micro_batches))
+
+    def _step_record(self, r: int, act, service_s: float, latency_s: float, end_s: float) -> dict:
+        """One line of ``RunMetrics.steps``: what ran and how long it took (seconds)."""
+        rec = {"replica": r, "kind": act.kind, "service_s": service_s, "latency_s": latency_s, "end_s": end_s}
+        if act.kind == "transition":
+            rec["target"] = act.target
+        else:
+            mb = act.micro_batches[0]
+            rec.update(seqs=len(mb.seq_ids), tokens=mb.num_tokens, context_tokens=sum(mb.context_lens),
+                       max_context=max(mb.context_lens), swap_in_tokens=sum(n for _, n, _ in act.swap_in))
+        return rec
+
+    def _next_reply(self) -> tuple:
+        """Next "tokens" or "transition" reply ``(kind, rank, payload)`` (others are kept for later)."""
+        for i, msg in enumerate(self._pending):
+            if msg[0] in ("tokens", "transition"):
+                return self._pending.pop(i)
+        while True:
+            msg = self._get()
+            if msg[0] in ("tokens", "transition"):
+                return msg
+            self._pending.append(msg)
 
     def _expect(self, replica: int | None, kind: str):
         """Next message of ``kind`` (from a rank of ``replica`` when given); others are kept for later."""

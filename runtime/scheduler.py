@@ -8,6 +8,12 @@ prompts wait; running sequences stay resident in the device cache across the swi
 layout (no host buffer) prefill straight into the device cache and interleave prefill and decode steps,
 prefill first, as vLLM's scheduler does.
 
+Pipelining: every forward action is one micro-batch, and up to ``pp`` of them (the current phase's PP
+degree) are in flight at once, so PP stages overlap across steps, not only inside one: prefill batches are
+independent, and decode splits the running sequences into ``pp`` groups that each start their next step
+as soon as their previous one returns (the paper's and vLLM's PP schedule). A phase switch waits
+(``Action("wait")``) until nothing is in flight.
+
 Pages for a sequence's whole budget (prompt + max_tokens) are reserved when it enters the device cache,
 so nothing is ever preempted; a request whose budget exceeds the device cache or whose prompt exceeds the
 host buffer is refused up front (``finish_reason: "error"``).
@@ -41,10 +47,14 @@ class Sequence:
 
 @dataclass
 class Action:
-    kind: str  # "prefill" | "decode" | "transition" | "done"
+    """``kind``: "prefill" | "decode" (one micro-batch in ``micro_batches``) | "transition" | "wait" (the
+    in-flight actions must return first) | "done"."""
+
+    kind: str
     micro_batches: list[ForwardBatch] = field(default_factory=list)
     swap_in: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (buffer start, tokens, pages)
     target: str | None = None  # transition target phase
+    seqs: dict[int, "Sequence"] = field(default_factory=dict, repr=False)  # sequence index -> sequence
 
 
 @dataclass
@@ -61,17 +71,6 @@ class Policy:
     decode_pp: int
 
 
-def _split(items: list, parts: int) -> list[list]:
-    parts = max(1, min(parts, len(items)))
-    q, r = divmod(len(items), parts)
-    out, start = [], 0
-    for i in range(parts):
-        n = q + (1 if i < r else 0)
-        out.append(items[start:start + n])
-        start += n
-    return out
-
-
 class ReplicaScheduler:
     """Decides the next action of one replica. Pure bookkeeping: no torch, no processes."""
 
@@ -85,6 +84,11 @@ class ReplicaScheduler:
         self.running: list[Sequence] = []
         self.finished: list[Sequence] = []
         self.phase = "prefill"
+        self.inflight = 0  # actions issued and not yet returned
+        self.busy: set[int] = set()  # indices of running sequences inside an in-flight decode action
+        self._mb = 0  # micro-batch counter
+        self._transitioning = False  # a transition is in flight: nothing else may be issued
+        self._prefill_inflight = 0  # sequences inside in-flight direct-policy prefills (pages held, not running)
 
     # -- admission ------------------------------------------------------------------------------------
     def add(self, seq: Sequence) -> None:
@@ -104,21 +108,37 @@ class ReplicaScheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.buffered or self.running)
+        return bool(self.waiting or self.buffered or self.running or self.inflight)
+
+    @property
+    def window(self) -> int:
+        """Actions the current phase may have in flight: its PP degree."""
+        return max(1, self.policy.prefill_pp if self.phase == "prefill" else self.policy.decode_pp)
 
     # -- decisions ------------------------------------------------------------------------------------
     def next_action(self) -> Action:
+        """The next action to issue; "wait" when the in-flight ones must return first."""
         if not self.has_work:
             return Action("done")
-        if self.policy.use_buffer:
-            return self._next_buffered()
-        return self._next_direct()
+        if self.inflight >= self.window or self._transitioning:
+            return Action("wait")
+        act = self._next_buffered() if self.policy.use_buffer else self._next_direct()
+        if act.kind in ("prefill", "decode", "transition"):
+            self.inflight += 1
+            self._transitioning = act.kind == "transition"
+        return act
 
     def _switch(self, target: str) -> Action:
+        if self.inflight:
+            return Action("wait")  # drain the pipeline before changing phase
         self.phase = target
         if self.policy.resharding:
             return Action("transition", target=target)
-        return self.next_action()
+        return self._next_buffered() if self.policy.use_buffer else self._next_direct()
+
+    def _available(self) -> list[Sequence]:
+        """Running sequences not inside an in-flight decode action."""
+        return [s for s in self.running if s.index not in self.busy]
 
     def _next_buffered(self) -> Action:
         p = self.policy
@@ -131,21 +151,25 @@ class ReplicaScheduler:
         swap = self._admit_buffered()
         if self.waiting and self.buffer.used <= p.decode_to_prefill_threshold_tokens and not swap:
             return self._switch("prefill")
-        if self.running:
+        if self._available():
             act = self._decode_action()
             act.swap_in = swap
             return act
+        if self.inflight:
+            return Action("wait")
         if self.waiting:
             return self._switch("prefill")
         raise RuntimeError("scheduler stalled: buffered sequences cannot be admitted")  # guarded by add()
 
     def _next_direct(self) -> Action:
-        if self.waiting and len(self.running) < self.policy.decode_max_seqs:
+        if self.waiting and len(self.running) + self._prefill_inflight < self.policy.decode_max_seqs:
             batch = self._take_prefill(self._page_alloc)
             if batch:
                 return self._prefill_action(batch, buffered=False)
-        if self.running:
+        if self._available():
             return self._decode_action()
+        if self.inflight:
+            return Action("wait")
         raise RuntimeError("scheduler stalled: no sequence fits the device cache")  # guarded by add()
 
     def _buffer_alloc(self, seq: Sequence) -> bool:
@@ -164,7 +188,8 @@ class ReplicaScheduler:
 
     def _take_prefill(self, allocate) -> list[Sequence]:
         batch, tokens = [], 0
-        limit = self.policy.decode_max_seqs - len(self.running) if not self.policy.use_buffer else None
+        limit = (self.policy.decode_max_seqs - len(self.running) - self._prefill_inflight
+                 if not self.policy.use_buffer else None)
         while self.waiting:
             seq = self.waiting[0]
             if batch and tokens + len(seq.prompt) > self.policy.max_prefill_tokens:
@@ -191,42 +216,56 @@ class ReplicaScheduler:
             self.running.append(seq)
         return swap
 
+    def _next_mb(self) -> int:
+        self._mb += 1
+        return self._mb - 1
+
     def _prefill_action(self, batch: list[Sequence], buffered: bool) -> Action:
-        mbs = []
-        for i, part in enumerate(_split(batch, self.policy.prefill_pp)):
-            mbs.append(ForwardBatch(
-                mode="prefill", seq_ids=[s.index for s in part], tokens=[list(s.prompt) for s in part],
-                context_lens=[len(s.prompt) for s in part],
-                block_tables=None if buffered else [s.pages for s in part], page_size=self.pages.page_size,
-                buffer_starts=[s.buffer_start for s in part] if buffered else None,
-                sampling=[s.sampling for s in part], sample_index=[0] * len(part), micro_batch=i))
-        self._inflight = {s.index: s for s in batch}
-        return Action("prefill", micro_batches=mbs)
+        mb = ForwardBatch(
+            mode="prefill", seq_ids=[s.index for s in batch], tokens=[list(s.prompt) for s in batch],
+            context_lens=[len(s.prompt) for s in batch],
+            block_tables=None if buffered else [s.pages for s in batch], page_size=self.pages.page_size,
+            buffer_starts=[s.buffer_start for s in batch] if buffered else None,
+            sampling=[s.sampling for s in batch], sample_index=[0] * len(batch), micro_batch=self._next_mb())
+        if not buffered:
+            self._prefill_inflight += len(batch)
+        return Action("prefill", micro_batches=[mb], seqs={s.index: s for s in batch})
 
     def _decode_action(self) -> Action:
-        mbs = []
-        ps = self.pages.page_size
-        for i, part in enumerate(_split(self.running, self.policy.decode_pp)):
-            mbs.append(ForwardBatch(
-                mode="decode", seq_ids=[s.index for s in part], tokens=[[s.output[-1]] for s in part],
-                context_lens=[s.context_len for s in part],
-                block_tables=[s.pages for s in part], page_size=ps,
-                sampling=[s.sampling for s in part], sample_index=[len(s.output) for s in part], micro_batch=i))
-        self._inflight = {s.index: s for s in self.running}
-        return Action("decode", micro_batches=mbs)
+        """Decode the next group: up to ``ceil(running / decode_pp)`` available sequences."""
+        group = -(-len(self.running) // max(1, self.policy.decode_pp))
+        part = self._available()[:group]
+        self.busy.update(s.index for s in part)
+        mb = ForwardBatch(
+            mode="decode", seq_ids=[s.index for s in part], tokens=[[s.output[-1]] for s in part],
+            context_lens=[s.context_len for s in part],
+            block_tables=[s.pages for s in part], page_size=self.pages.page_size,
+            sampling=[s.sampling for s in part], sample_index=[len(s.output) for s in part],
+            micro_batch=self._next_mb())
+        return Action("decode", micro_batches=[mb], seqs={s.index: s for s in part})
 
     # -- results --------------------------------------------------------------------------------------
-    def on_tokens(self, kind: str, tokens: dict[int, int]) -> list[Sequence]:
-        """Record one sampled token per sequence of the last prefill/decode action; returns the newly
-        finished sequences."""
+    def on_transition_done(self) -> None:
+        """The in-flight transition finished on every rank."""
+        self.inflight -= 1
+        self._transitioning = False
+
+    def on_tokens(self, act: Action, tokens: dict[int, int]) -> list[Sequence]:
+        """Record one sampled token per sequence of the returned prefill/decode action ``act``; returns
+        the newly finished sequences."""
+        self.inflight -= 1
+        kind = act.kind
+        if kind == "prefill" and not self.policy.use_buffer:
+            self._prefill_inflight -= len(act.seqs)
+        self.busy.difference_update(act.seqs)
         done = []
         for index, tok in tokens.items():
-            seq = self._inflight[index]
+            seq = act.seqs[index]
             seq.output.append(tok)
             if (tok in self.eos_ids and not seq.ignore_eos) or len(seq.output) >= seq.max_tokens:
                 seq.finish_reason = "stop" if tok in self.eos_ids and not seq.ignore_eos else "length"
                 done.append(seq)
-        for seq in self._inflight.values():
+        for seq in act.seqs.values():
             if seq.finish_reason is None:
                 if kind == "prefill":
                     (self.buffered if self.policy.use_buffer else self.running).append(seq)
