@@ -3,8 +3,10 @@
 Units: every ``*_gb`` field is decimal gigabytes (1e9 bytes) and every ``*_gb_per_s`` field is 1e9
 bytes/s per direction; ``*_us`` fields are microseconds. Figures come from DESIGN.md section 5
 (datasheets, dense, no sparsity), DESIGN.md section 4 (NCCL latencies), the Seesaw paper (via DESIGN 5),
-and, for the ``cpu`` device, measurements by ``bench/measure_cpu_profile.py``. Each entry's ``source``
-mapping names where each figure group came from and says which figures are estimates.
+and, for the ``cpu`` device, measurements on this project's 2-core machine (``seesaw-calibrate`` now takes
+them: :mod:`seesaw.runtime.microbench` + :mod:`seesaw.planner.hardware.fit`). Each entry's ``source``
+mapping names where each figure group came from and says which figures are estimates. A profile written by
+``seesaw-calibrate`` is a catalog file of one entry.
 """
 from __future__ import annotations
 
@@ -188,3 +190,21 @@ def get_gpu(name: str, catalog: dict[str, GPUSpec] | None = None) -> GPUSpec:
         if wanted in {normalize_name(k) for k in (spec.name, *spec.aliases)}:
             return spec
     raise InputError("gpu", f"unknown GPU '{name}' (known: {', '.join(catalog)})")
+
+
+def match_device_name(device_name: str, catalog: dict[str, GPUSpec] | None = None) -> GPUSpec | None:
+    """The catalog entry a driver's device name denotes (``torch.cuda.get_device_name()``), or None.
+
+    A name or alias matches when all its words (as :func:`normalize_name` splits them) occur in the device
+    name, ignoring a leading ``nvidia``; the match with the most words wins, so "NVIDIA H100 PCIe" is
+    H100-PCIe and "NVIDIA H100 80GB HBM3" is H100-SXM (alias H100-80GB).
+    """
+    catalog = load_catalog() if catalog is None else catalog
+    words = set(normalize_name(device_name).split("-")) - {"nvidia"}
+    best, best_len = None, 0
+    for spec in catalog.values():
+        for key in (spec.name, *spec.aliases):
+            need = set(normalize_name(key).split("-"))
+            if need <= words and len(need) > best_len:
+                best, best_len = spec, len(need)
+    return best

@@ -32,6 +32,7 @@ from seesaw.planner.hardware.catalog import (
     GPUSpec,
     LinkKind,
     get_gpu,
+    load_catalog,
     validation_to_input_error,
 )
 
@@ -283,6 +284,23 @@ def _read_file(path: Path) -> dict:
     return raw
 
 
+def _looks_like_file(spec: str) -> bool:
+    return Path(spec).suffix.lower() in (".yaml", ".yml", ".json") or "/" in spec or "\\" in spec
+
+
+def _profile_gpu(path: Path, source: str) -> tuple[GPUSpec, str]:
+    """The one entry of a profile (a catalog file, e.g. written by ``seesaw-calibrate``) named by a cluster
+    file's ``gpu:``, relative to the cluster file's folder; InputError naming the profile otherwise."""
+    if not path.is_file():
+        raise InputError("gpu", f"profile file '{path}' not found", source)
+    entries = load_catalog(path)
+    if len(entries) != 1:
+        raise InputError("gpu", f"profile file '{path}' holds {len(entries)} entries ({', '.join(entries)}); "
+                         "name one GPU per profile file", source)
+    gpu = next(iter(entries.values()))
+    return gpu, f"profile {path} ({gpu.name})"
+
+
 def _load_file(path: Path) -> Cluster:
     src = str(path)
     raw = _read_file(path)
@@ -293,7 +311,9 @@ def _load_file(path: Path) -> Cluster:
         if key not in raw:
             raise InputError(key, "missing (required)", src)
     gpu_raw = raw["gpu"]
-    if isinstance(gpu_raw, str):
+    if isinstance(gpu_raw, str) and _looks_like_file(gpu_raw):
+        gpu, gpu_origin = _profile_gpu(path.parent / gpu_raw, src)
+    elif isinstance(gpu_raw, str):
         try:
             gpu = get_gpu(gpu_raw)
         except InputError as e:
@@ -312,8 +332,10 @@ def load_cluster(spec: str) -> Cluster:
     """The cluster named by ``spec``: ``NxGPU`` shorthand or a path to a YAML/JSON cluster file.
 
     A spec is read as a file when it ends in ``.yaml``/``.yml``/``.json``, contains a path separator, or
-    names an existing path. File keys: ``gpu`` (catalog name/alias, or a mapping with at least ``name``,
-    ``memory_gb``, ``bf16_tflops``, ``memory_gb_per_s`` and optionally any other :class:`GPUSpec` field),
+    names an existing path. File keys: ``gpu`` (catalog name/alias; a profile file of one catalog entry, as
+    ``seesaw-calibrate`` writes, by a path ending in ``.yaml``/``.yml``/``.json`` relative to the cluster
+    file; or a mapping with at least ``name``, ``memory_gb``, ``bf16_tflops``, ``memory_gb_per_s`` and
+    optionally any other :class:`GPUSpec` field),
     ``num_gpus`` (required), and optionally ``gpus_per_node``, ``gpu_link``, ``gpu_link_gb_per_s``,
     ``gpu_link_latency_us``, ``node_link_gb_per_s``, ``node_link_latency_us``, ``host_link_gb_per_s``,
     ``host_memory_gb`` (per node); defaults as :func:`build_cluster`.

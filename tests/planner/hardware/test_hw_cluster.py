@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from seesaw.ir.errors import InputError
-from seesaw.planner.hardware import Cluster, get_gpu, load_cluster
+from seesaw.planner.hardware import CATALOG_PATH, Cluster, get_gpu, load_cluster
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "clusters"
 MiB = 2**20
@@ -98,6 +99,31 @@ def test_custom_gpu_minimal_mapping_gets_defaults(tmp_path):
     assert (c.gpu.link, c.gpu.dtype_bytes, c.gpus_per_node, c.gpu_link) == ("pcie", 2, 2, "pcie")
     assert c.gpu.source["compute"] == f"cluster file {path}"
     assert c.source["gpu"].endswith("(custom GPU)")
+
+
+def _one_entry_profile(tmp_path, name="my-cpu"):
+    entry = yaml.safe_load(CATALOG_PATH.read_text())["cpu"]
+    entry.update(op_overhead_us=3.5, source={**entry["source"], "overheads": "test"})
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    return _write(tmp_path / "profiles", "p.yaml", yaml.safe_dump({name: entry}))
+
+
+def test_gpu_may_name_a_profile_file_relative_to_the_cluster_file(tmp_path):
+    _one_entry_profile(tmp_path)
+    c = load_cluster(str(_write(tmp_path, "c.yaml", "gpu: profiles/p.yaml\nnum_gpus: 2\n")))
+    assert (c.gpu.name, c.gpu.op_overhead_us, c.gpu_link, c.num_gpus) == ("my-cpu", 3.5, "gloo", 2)
+    assert c.source["gpu"] == f"profile {tmp_path / 'profiles' / 'p.yaml'} (my-cpu)"
+
+
+@pytest.mark.parametrize("gpu, problem", [
+    ("missing.yaml", "profile file"),
+    (None, "holds 9 entries"),
+])
+def test_bad_profile_file(tmp_path, gpu, problem):
+    path = _write(tmp_path, "c.yaml", f"gpu: {gpu or CATALOG_PATH}\nnum_gpus: 2\n")
+    with pytest.raises(InputError) as info:
+        load_cluster(str(path))
+    assert (info.value.source, info.value.field) == (str(path), "gpu") and problem in info.value.problem
 
 
 def test_gpus_per_node_capped_at_num_gpus(tmp_path):

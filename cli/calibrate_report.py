@@ -1,0 +1,113 @@
+"""``seesaw-calibrate``'s output: measurement, parameter and residual tables (rich), and the profile YAML."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from seesaw.ir.errors import InputError
+from seesaw.planner.hardware import fit as F
+from seesaw.planner.hardware.catalog import GPUSpec
+
+
+def _t(seconds: float) -> str:
+    """A duration with a readable unit."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _rate(timing) -> str:
+    """What a timing achieved: GFLOP/s and GB/s for ops, GB/s for messages and copies."""
+    if hasattr(timing, "flops"):
+        return f"{timing.flops / timing.seconds / 1e9:.1f} GF/s, {timing.nbytes / timing.seconds / 1e9:.2f} GB/s"
+    return f"{timing.nbytes / timing.seconds / 1e9:.3f} GB/s"
+
+
+def _residual_table(title: str, residuals) -> Table:
+    table = Table(title=title)
+    for col in ("group", "sample", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col in ("group", "sample") else "right")
+    for r in residuals:
+        table.add_row(r.group, r.label, _t(r.measured_s), _t(r.predicted_s), f"{r.error:+.1%}")
+    return table
+
+
+def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit],
+                 peak, stream, name: str, entry: dict) -> None:
+    """Print measured rates, every sample's residual, the per-group summary and the fitted parameters."""
+    measured = Table(title="Measured")
+    measured.add_column("what")
+    measured.add_column("value", justify="right")
+    measured.add_row(f"hot GEMM {peak.label} (peak)", _rate(peak))
+    measured.add_row(f"cold {stream.label} (weight streaming)", _rate(stream))
+    for kind, c in copies.items():
+        measured.add_row(f"host copies, {kind}", f"{c.host_link_gb_per_s:.2f} GB/s")
+    measured.add_row("runtime memory per rank", f"{entry['runtime_reserve_gb']:.3g} GB")
+    console.print(measured)
+
+    residuals = list(kernel.residuals) + list(comm.residuals if comm else ())
+    for c in copies.values():
+        residuals += c.residuals
+    console.print(_residual_table("Residuals (predicted by the fitted cost model vs measured)", residuals))
+    summary = Table(title="Fit quality per group (relative error)")
+    for col in ("group", "samples", "RMS", "max |error|"):
+        summary.add_column(col, justify="left" if col == "group" else "right")
+    for group, (n, rms, worst) in F.residual_summary(residuals).items():
+        summary.add_row(group, str(n), f"{rms:.1%}", f"{worst:.1%}")
+    console.print(summary)
+
+    params = Table(title=f"Fitted parameters -> profile '{name}'")
+    for col in ("parameter", "value", "std. error", "profile field(s)"):
+        params.add_column(col, justify="right" if col in ("value", "std. error") else "left")
+    k = kernel.params
+    rows = [
+        ("F_eff (achieved GEMM rate)", k.flops_per_s / 1e9, "GFLOP/s", "flops_per_s", 1e9,
+         f"bf16_tflops {entry['bf16_tflops']} x matmul_efficiency {entry['matmul_efficiency']}"),
+        ("B_eff (achieved memory bw)", k.bytes_per_s / 1e9, "GB/s", "bytes_per_s", 1e9,
+         f"memory_gb_per_s {entry['memory_gb_per_s']} x memory_efficiency {entry['memory_efficiency']}"),
+        ("matmul_half_rows", k.matmul_half_rows, "rows", "matmul_half_rows", 1, "matmul_half_rows"),
+        ("compute_memory_overlap", k.compute_memory_overlap, "", "compute_memory_overlap", 1,
+         "compute_memory_overlap"),
+        ("op_overhead_us", k.op_overhead_us, "us", "op_overhead_us", 1, "op_overhead_us"),
+        ("attention_seq_overhead_us", k.attention_seq_overhead_us, "us", "attention_seq_overhead_us", 1,
+         "attention_seq_overhead_us"),
+    ]
+    for label, value, unit, key, div, field in rows:
+        err = kernel.stderr.get(key)
+        params.add_row(label, f"{value:.4g} {unit}", "fixed" if err is None else f"{err / div:.2g}", field)
+    if comm:
+        c = comm.params
+        for label, value, unit, key in (("collective_launch_us", c.collective_launch_us, "us", "collective_launch_us"),
+                                        ("link latency per hop", c.link_latency_us, "us", "link_latency_us"),
+                                        ("link bandwidth", c.link_gb_per_s, "GB/s", "link_gb_per_s")):
+            err = comm.stderr.get(key) if key in comm.free else None
+            field = {"link_latency_us": "gpu_link_latency_us", "link_gb_per_s": "gpu_link_gb_per_s"}.get(key, key)
+            params.add_row(label, f"{value:.4g} {unit}", "fixed" if err is None else f"{err:.2g}", field)
+    used = "pinned" if "pinned" in copies else "pageable"
+    for kind, cf in copies.items():
+        params.add_row(f"host copy bandwidth ({kind})", f"{cf.host_link_gb_per_s:.4g} GB/s",
+                       f"{cf.stderr_gb_per_s:.2g}", "host_link_gb_per_s" if kind == used else "(reported only)")
+    console.print(params)
+
+
+def write_profile(out: Path, name: str, entry: dict, measured_by: str, kernel: F.KernelFit,
+                  comm: F.CommFit | None, copy: F.CopyFit | None) -> None:
+    """Write ``{name: entry}`` as YAML with a comment header (command, fit quality); InputError naming
+    ``--out`` when it cannot be written. The entry is validated as a :class:`GPUSpec` first."""
+    GPUSpec(name=name, **entry)
+    residuals = list(kernel.residuals) + list(comm.residuals if comm else ()) + list(copy.residuals if copy else ())
+    lines = [f"# Hardware profile written by {measured_by}.",
+             "# A catalog file of one entry: load_catalog(this file), or a cluster file's 'gpu: <this file>'.",
+             "# Fit quality (relative error of the fitted cost model per sample group):"]
+    lines += [f"#   {g}: {n} samples, RMS {rms:.1%}, max {worst:.1%}"
+              for g, (n, rms, worst) in F.residual_summary(residuals).items()]
+    text = "\n".join(lines) + "\n" + yaml.safe_dump({name: entry}, sort_keys=False, width=110)
+    try:
+        out.write_text(text)
+    except OSError as e:
+        raise InputError("--out", f"cannot write '{out}': {e.strerror}") from None

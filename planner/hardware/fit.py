@@ -1,0 +1,369 @@
+"""Fit the cost model's hardware terms to measured timings (the fitting half of ``seesaw-calibrate``).
+
+numpy + scipy only (no torch): the measurements come from :mod:`seesaw.runtime.microbench`. Three fits,
+each evaluating its predictions through the cost model's own functions on a :class:`GPUSpec` /
+:class:`Cluster` built from candidate parameters, never through a restatement of the formulas:
+
+- compute ops (:func:`fit_kernels`): :func:`~seesaw.planner.cost.roofline.kernel_time_s` plus the fixed terms
+  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Six parameters: the
+  achieved GEMM rate ``F_eff`` and memory bandwidth ``B_eff`` of the roofline (DESIGN.md section 4), Hockney
+  and Jesshope's half-performance rows ``matmul_half_rows``, ``compute_memory_overlap``, ``op_overhead_us``
+  and ``attention_seq_overhead_us``. The roofline's ``max``/``min`` make this nonlinear:
+  ``scipy.optimize.least_squares`` (trust-region reflective, bounded) from several starting points, on
+  log-ratio residuals ``log(predicted / measured)`` (a factor 2 too fast or too slow weigh alike) with a
+  soft-L1 loss beyond 10 % (Huber-like: an op the model cannot represent, e.g. a runtime RoPE made of ten
+  torch kernels, does not drag the GEMM terms). Any parameter can be held fixed: for GEMMs the
+  half-performance term ``2 k n n_half / F`` is proportional to the weight bytes exactly as the memory term
+  is, so GEMM timings alone cannot separate ``n_half`` from ``B_eff``, and ``seesaw-calibrate`` pins
+  ``B_eff`` to the measured weight-streaming rate.
+- collectives (:func:`fit_comm`): ``Cluster.allreduce_s`` and ``Cluster.send_recv_s``, the alpha-beta
+  (Hockney) model of DESIGN.md section 4, linear in (launch, per-hop latency, seconds per byte):
+  ``scipy.optimize.lsq_linear`` with non-negative bounds.
+- host copies (:func:`fit_copy`): ``Cluster.host_to_device_s``, linear in seconds per byte.
+
+Every fit minimises relative residuals (log-ratio for the kernel fit, ``predicted / measured - 1`` for the
+linear ones), so a 4-byte message and a 16 MiB one, or a 10 us elementwise op and a 50 ms GEMM, weigh alike.
+Linear fits read their design matrix off the cost function itself (differences at a reference point, exact
+for a linear model; checked at a second point). Too few (or uninformative) samples raise
+:class:`InputError` naming the sample group. :mod:`seesaw.planner.hardware.profile` turns the fits into a
+catalog entry.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.optimize import least_squares, lsq_linear
+
+from seesaw.ir.errors import InputError
+from seesaw.planner.cost.roofline import kernel_time_s
+from seesaw.planner.hardware.catalog import GB, GPUSpec
+from seesaw.planner.hardware.cluster import Cluster, build_cluster
+
+OpKindName = Literal["gemm", "elementwise", "attention"]
+
+
+# -- samples ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OpSample:
+    """One timed compute op: ``flops`` FLOPs and ``nbytes`` bytes of memory traffic (as the IR's
+    ``Op.flops`` / ``Op.device_bytes`` count them) in ``seconds``. ``rows``: a GEMM's rows (tokens);
+    ``seqs``: sequences of an attention op."""
+
+    kind: OpKindName
+    flops: float
+    nbytes: float
+    seconds: float
+    rows: float | None = None
+    seqs: int = 0
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class CommSample:
+    """One timed collective: an all-reduce of ``nbytes`` per rank over ``world`` ranks, or a one-way
+    send/recv of ``nbytes`` (``world`` 2), in ``seconds``."""
+
+    kind: Literal["all_reduce", "send_recv"]
+    world: int
+    nbytes: float
+    seconds: float
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class CopySample:
+    """One timed host <-> device copy of ``nbytes`` (``pinned`` or ``pageable`` host memory)."""
+
+    kind: Literal["pinned", "pageable"]
+    nbytes: float
+    seconds: float
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Residual:
+    """Measured against predicted seconds of one sample; ``error = predicted / measured - 1``."""
+
+    group: str
+    label: str
+    measured_s: float
+    predicted_s: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted_s / self.measured_s - 1.0
+
+
+def residual_summary(residuals: Sequence[Residual]) -> dict[str, tuple[int, float, float]]:
+    """Per group: ``(samples, RMS relative error, max |relative error|)``, groups in first-seen order."""
+    groups: dict[str, list[float]] = {}
+    for r in residuals:
+        groups.setdefault(r.group, []).append(r.error)
+    return {g: (len(e), math.sqrt(sum(x * x for x in e) / len(e)), max(abs(x) for x in e))
+            for g, e in groups.items()}
+
+
+# -- compute ops --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelParams:
+    """The compute terms of a profile: achieved FLOP/s and memory bytes/s (``F_eff``, ``B_eff``) and the
+    optional calibrated terms of :class:`GPUSpec` (``matmul_half_rows`` in rows, ``compute_memory_overlap``
+    in [0, 1], overheads in microseconds)."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    matmul_half_rows: float = 0.0
+    compute_memory_overlap: float = 1.0
+    op_overhead_us: float = 0.0
+    attention_seq_overhead_us: float = 0.0
+
+    def spec(self, name: str = "fit") -> GPUSpec:
+        """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1)."""
+        return GPUSpec(name=name, memory_gb=1.0, bf16_tflops=self.flops_per_s / 1e12,
+                       memory_gb_per_s=self.bytes_per_s / GB, matmul_efficiency=1.0, memory_efficiency=1.0,
+                       matmul_half_rows=self.matmul_half_rows, compute_memory_overlap=self.compute_memory_overlap,
+                       op_overhead_us=self.op_overhead_us, attention_seq_overhead_us=self.attention_seq_overhead_us)
+
+
+KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "compute_memory_overlap", "op_overhead_us",
+                 "attention_seq_overhead_us")
+
+
+def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
+    """Predicted seconds of a measured op on ``gpu``: ``kernel_time_s(flops, nbytes, gpu, rows)`` (rows only
+    for GEMMs) plus the fixed terms that ``compute_op_s`` adds: ``op_overhead_us`` once per op and
+    ``attention_seq_overhead_us`` per sequence of an attention op (planner/cost/roofline.py)."""
+    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind == "gemm" else None)
+    if sample.kind == "attention":
+        t += gpu.attention_seq_overhead_us * 1e-6 * sample.seqs
+    return t + gpu.op_overhead_us * 1e-6
+
+
+@dataclass(frozen=True)
+class KernelFit:
+    """Fitted compute terms, which of them were free (the others stay at their defaults), the residuals,
+    and each free parameter's standard error (same units; from the Jacobian at the solution)."""
+
+    params: KernelParams
+    free: tuple[str, ...]
+    residuals: tuple[Residual, ...]
+    stderr: dict[str, float]
+
+
+def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = None) -> KernelFit:
+    """Least-squares fit of :class:`KernelParams` to op timings (log-ratio residuals, soft-L1 loss with
+    scale 0.1, several starts). ``fixed`` holds parameters (by :data:`KERNEL_PARAMS` name) at given values.
+
+    ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts and
+    ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts; otherwise
+    they stay 0. Raises InputError when there is no GEMM sample or fewer samples than free parameters + 1.
+    """
+    samples = list(samples)
+    fixed = dict(fixed or {})
+    unknown = set(fixed) - set(KERNEL_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown kernel parameters {sorted(unknown)} (known: {', '.join(KERNEL_PARAMS)})")
+    gemms = [s for s in samples if s.kind == "gemm"]
+    if not gemms:
+        raise InputError("op samples", "the kernel fit needs at least one GEMM sample")
+    _check_positive(samples, "op samples")
+    free = ["flops_per_s", "bytes_per_s", "compute_memory_overlap", "op_overhead_us"]
+    if len({s.rows for s in gemms}) >= 2:
+        free.append("matmul_half_rows")
+    if len({s.seqs for s in samples if s.kind == "attention"}) >= 2:
+        free.append("attention_seq_overhead_us")
+    free = [p for p in KERNEL_PARAMS if p in free and p not in fixed]
+    if len(samples) < len(free) + 1:
+        raise InputError("op samples", f"the kernel fit of {len(free)} parameters needs at least "
+                         f"{len(free) + 1} samples, got {len(samples)}")
+    measured = np.array([s.seconds for s in samples])
+    f0 = max(s.flops / s.seconds for s in gemms)
+    b0 = max(s.nbytes / s.seconds for s in (gemms if any(s.nbytes for s in gemms) else samples))
+    t_min_us = float(measured.min()) * 1e6
+    scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
+    lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "compute_memory_overlap": 0.0,
+             "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0}
+    upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "compute_memory_overlap": 1.0,
+             "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf}
+
+    defaults = {"flops_per_s": f0, "bytes_per_s": b0}
+
+    def params_of(x: np.ndarray) -> KernelParams:
+        values = {k: float(v) * scale.get(k, 1.0) for k, v in zip(free, x)}
+        return KernelParams(**{**defaults, **fixed, **values})
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        gpu = params_of(x).spec()
+        return np.log(np.array([op_time_s(s, gpu) for s in samples]) / measured)
+
+    best = None
+    for n_half in (2.0, 64.0):
+        for overlap in (0.2, 0.8):
+            start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half,
+                     "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
+                     "attention_seq_overhead_us": 0.1 * t_min_us}
+            x0 = np.array([start[p] for p in free])
+            sol = least_squares(residuals, x0, bounds=([lower[p] for p in free], [upper[p] for p in free]),
+                                x_scale="jac", method="trf", loss="soft_l1", f_scale=0.1, xtol=1e-12,
+                                ftol=1e-12, gtol=1e-12, max_nfev=4000)
+            if best is None or sol.cost < best.cost:
+                best = sol
+    params = params_of(best.x)
+    gpu = params.spec()
+    table = tuple(Residual(s.kind, s.label, s.seconds, op_time_s(s, gpu)) for s in samples)
+    err = _stderr(best.jac, best.fun * (1 + (best.fun / 0.1) ** 2) ** -0.25)  # soft-L1 weights, as scipy's J
+    return KernelFit(params, tuple(free), table, {p: e * scale.get(p, 1.0) for p, e in zip(free, err)})
+
+
+# -- collectives and host copies ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CommParams:
+    """Alpha-beta terms: ``collective_launch_us``, ``link_latency_us`` per ring hop, ``link_gb_per_s``
+    (achieved, so ``link_efficiency`` 1)."""
+
+    collective_launch_us: float
+    link_latency_us: float
+    link_gb_per_s: float
+
+
+@dataclass(frozen=True)
+class CommFit:
+    """Fitted alpha-beta terms, residuals, standard errors keyed by :class:`CommParams` field (free ones)."""
+
+    params: CommParams
+    residuals: tuple[Residual, ...]
+    stderr: dict[str, float]
+    free: tuple[str, ...] = ("collective_launch_us", "link_latency_us", "link_gb_per_s")
+
+
+@dataclass(frozen=True)
+class CopyFit:
+    """Achieved host <-> device bandwidth (1e9 B/s) of one kind of host memory, residuals, standard error."""
+
+    kind: str
+    host_link_gb_per_s: float
+    residuals: tuple[Residual, ...]
+    stderr_gb_per_s: float
+
+
+def comm_cluster(world: int, launch_s: float, latency_s: float, s_per_byte: float,
+                 host_s_per_byte: float = 1e-10) -> Cluster:
+    """A one-node cluster of ``world`` ranks whose link has exactly these alpha-beta terms (efficiency 1)."""
+    gpu = GPUSpec(name="fit", memory_gb=1.0, bf16_tflops=1.0, memory_gb_per_s=1.0, link="gloo",
+                  gpu_link_gb_per_s=1.0 / (s_per_byte * GB), gpu_link_latency_us=latency_s * 1e6,
+                  collective_launch_us=launch_s * 1e6, host_link_gb_per_s=1.0 / (host_s_per_byte * GB),
+                  link_efficiency=1.0, gpus_per_node=world)
+    return build_cluster(gpu, world, "fit", "fit")
+
+
+def comm_time_s(sample: CommSample, cluster: Cluster) -> float:
+    """Predicted seconds of a collective: ``Cluster.allreduce_s`` or ``Cluster.send_recv_s``."""
+    if sample.kind == "all_reduce":
+        return cluster.allreduce_s(sample.nbytes, sample.world)
+    return cluster.send_recv_s(sample.nbytes)
+
+
+def _comm_predict(samples: Sequence[CommSample], x: np.ndarray) -> np.ndarray:
+    worlds = {s.world for s in samples} | {2}
+    clusters = {w: comm_cluster(w, *x) for w in worlds}
+    return np.array([comm_time_s(s, clusters[s.world]) for s in samples])
+
+
+def fit_comm(samples: Sequence[CommSample]) -> CommFit:
+    """Non-negative linear least squares (relative residuals) of launch, per-hop latency and bandwidth.
+
+    With all-reduces at one world size only (e.g. 2), launch and per-hop latency cannot be told apart: the
+    launch is held at 0 and the latency takes the whole fixed term. Needs two or more message sizes, else
+    InputError.
+    """
+    samples = list(samples)
+    _check_positive(samples, "comm samples")
+    if any(s.world < 2 for s in samples):
+        raise InputError("comm samples", "every collective needs a world size >= 2")
+    measured = np.array([s.seconds for s in samples])
+    one_world = len({s.world for s in samples}) < 2
+    full = (lambda v: np.array([0.0, v[0], v[1]])) if one_world else (lambda v: v)
+    x, err = _linear_fit(lambda v: _comm_predict(samples, full(v)), measured,
+                         np.array([1e-5, 1e-9] if one_world else [1e-5, 1e-5, 1e-9]),
+                         np.array([0.0, 1e-15] if one_world else [0.0, 0.0, 1e-15]), "comm samples",
+                         "need two or more message sizes")
+    x, err = full(x), (np.array([np.nan, *err]) if one_world else err)
+    predicted = _comm_predict(samples, x)
+    table = tuple(Residual(s.kind, s.label, s.seconds, p) for s, p in zip(samples, predicted))
+    params = CommParams(x[0] * 1e6, x[1] * 1e6, 1.0 / (x[2] * GB))
+    stderr = {"collective_launch_us": err[0] * 1e6, "link_latency_us": err[1] * 1e6,
+              "link_gb_per_s": params.link_gb_per_s * err[2] / x[2]}
+    free = tuple(k for k in stderr if not (one_world and k == "collective_launch_us"))
+    return CommFit(params, table, {k: v for k, v in stderr.items() if k in free}, free)
+
+
+def fit_copy(samples: Sequence[CopySample]) -> CopyFit:
+    """Least-squares host link bandwidth (``Cluster.host_to_device_s``) of samples of one kind."""
+    samples = list(samples)
+    if not samples:
+        raise InputError("copy samples", "the host copy fit needs at least one sample")
+    kinds = {s.kind for s in samples}
+    if len(kinds) > 1:
+        raise InputError("copy samples", f"fit one kind of host memory at a time, got {', '.join(sorted(kinds))}")
+    _check_positive(samples, "copy samples")
+    measured = np.array([s.seconds for s in samples])
+
+    def predict(v: np.ndarray) -> np.ndarray:
+        cluster = comm_cluster(2, 0.0, 0.0, 1e-9, host_s_per_byte=float(v[0]))
+        return np.array([cluster.host_to_device_s(s.nbytes) for s in samples])
+
+    x, err = _linear_fit(predict, measured, np.array([1e-10]), np.array([1e-16]), "copy samples",
+                         "need a copy of more than 0 bytes")
+    table = tuple(Residual(f"copy {s.kind}", s.label, s.seconds, p) for s, p in zip(samples, predict(x)))
+    bw = 1.0 / (x[0] * GB)
+    return CopyFit(samples[0].kind, bw, table, bw * err[0] / x[0])
+
+
+def _check_positive(samples: Sequence, group: str) -> None:
+    for s in samples:
+        if not (s.seconds > 0 and math.isfinite(s.seconds)):
+            raise InputError(group, f"sample '{s.label or s}' has a non-positive time {s.seconds!r}")
+
+
+def _stderr(jac: np.ndarray, fun: np.ndarray) -> np.ndarray:
+    """Standard errors of least-squares parameters: ``sqrt(diag(s^2 (J^T J)^+))``, ``s^2`` = residual
+    variance ``|r|^2 / (samples - parameters)`` (0 when there are no spare samples). With a robust loss
+    ``J`` is scipy's loss-weighted Jacobian, so the figure is approximate."""
+    m, n = jac.shape
+    s2 = float(fun @ fun) / (m - n) if m > n else 0.0
+    return np.sqrt(np.abs(np.diag(np.linalg.pinv(jac.T @ jac))) * s2)
+
+
+def _linear_fit(predict: Callable[[np.ndarray], np.ndarray], measured: np.ndarray, ref: np.ndarray,
+                lower: np.ndarray, group: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise ``|predict(x) / measured - 1|`` over ``x >= lower`` for a ``predict`` linear in ``x``;
+    returns ``(x, standard errors of x)``.
+
+    The design matrix is ``predict``'s differences at ``ref`` (step = ``ref``); linearity is checked at
+    ``3 * ref``. Columns are normalised before ``lsq_linear``. InputError when the samples cannot
+    determine every parameter (rank-deficient design).
+    """
+    n = len(ref)
+    if len(measured) < n:
+        raise InputError(group, f"{n} parameters need at least {n} samples, got {len(measured)}")
+    base = predict(ref)
+    cols = []
+    for j in range(n):
+        x = ref.copy()
+        x[j] += ref[j]
+        cols.append((predict(x) - base) / ref[j])
+    a = np.column_stack(cols)
+    offset = base - a @ ref
+    check = 3 * ref
+    if not np.allclose(predict(check), a @ check + offset, rtol=1e-6, atol=1e-15):
+        raise RuntimeError("the cost function is not linear in the fitted parameters")  # pragma: no cover
+    w = a / measured[:, None]
+    norms = np.linalg.norm(w, axis=0)
+    if np.any(norms == 0) or np.linalg.matrix_rank(w / norms) < n:
+        raise InputError(group, f"the samples cannot determine all {n} parameters: {hint}")
+    sol = lsq_linear(w / norms, 1.0 - offset / measured, bounds=(lower * norms, np.inf), method="bvls")
+    return sol.x / norms, _stderr(w / norms, sol.fun) / norms

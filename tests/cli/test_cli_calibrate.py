@@ -1,0 +1,97 @@
+"""``seesaw-calibrate`` end to end with tiny settings (--quick, a 64-wide model, world size 2 only: about
+10 s on 2 cores), the profile loading as a catalog file and in cluster files, and bad input (exit 2).
+
+No timing assertions: the measured figures depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from helpers.checkpoints import LLAMA_GQA
+from seesaw.cli.calibrate import main
+from seesaw.planner.hardware import SOURCE_GROUPS, load_catalog, load_cluster
+from seesaw.planner.hardware.catalog import OVERHEAD_FIELDS
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "config.json").write_text(json.dumps(LLAMA_GQA))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_model, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("profile")
+    out, timings = out_dir / "profile.yaml", out_dir / "timings.json"
+    code = main(["--model", str(tiny_model), "--quick", "--world-sizes", "2", "--tp", "1,2", "--out", str(out),
+                 "--save-timings", str(timings), "--no-progress"])
+    assert code == 0
+    return out, timings
+
+
+def test_profile_loads_as_a_catalog_file(calibrated):
+    out, _ = calibrated
+    catalog = load_catalog(out)
+    assert list(catalog) == ["cpu"]
+    cpu = catalog["cpu"]
+    assert cpu.dtype_bytes == 4 and cpu.link == "gloo" and cpu.memory_gb == 4 and cpu.host_memory_gb_per_gpu == 3
+    assert cpu.peak_flops > 0 and cpu.memory_gb_per_s > 0 and cpu.gpu_link_gb_per_s > 0 and cpu.host_link_gb_per_s > 0
+    assert 0 <= cpu.compute_memory_overlap <= 1 and cpu.step_overhead_us == 0
+    assert cpu.collective_launch_us == 0  # one world size: launch and per-hop latency are not separable
+    for group in (*SOURCE_GROUPS, "overheads"):
+        assert "seesaw-calibrate" in cpu.source[group] or "planning choice" in cpu.source[group], group
+    raw = yaml.safe_load(out.read_text())["cpu"]
+    assert set(OVERHEAD_FIELDS) <= set(raw)
+    assert out.read_text().startswith("# Hardware profile written by seesaw-calibrate")
+
+
+def test_profile_is_accepted_by_cluster_files(calibrated, tmp_path):
+    out, _ = calibrated
+    by_path = tmp_path / "by-path.yaml"
+    by_path.write_text(f"gpu: {out}\nnum_gpus: 2\n")
+    cluster = load_cluster(str(by_path))
+    assert cluster.gpu == load_catalog(out)["cpu"] and cluster.gpu_link == "gloo"
+    assert cluster.source["gpu"].startswith("profile ")
+    entry = yaml.safe_load(out.read_text())["cpu"]
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(yaml.safe_dump({"gpu": {"name": "my-cpu", **entry}, "num_gpus": 3}))
+    custom = load_cluster(str(mapping))
+    assert custom.gpu.op_overhead_us == entry["op_overhead_us"] and custom.gpu.source == entry["source"]
+    assert custom.allreduce_s(1e6, 3) > 0
+
+
+def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
+    out, timings = calibrated
+    data = json.loads(timings.read_text())
+    assert {"ops", "comm", "copies", "peak", "stream", "reserves"} <= set(data)
+    assert {s["kind"] for s in data["ops"]} == {"gemm", "elementwise", "attention"}
+    again = tmp_path / "again.yaml"
+    assert main(["--model", str(tiny_model), "--refit", str(timings), "--out", str(again), "--name", "cpu2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Fit quality per group" in printed and "Fitted parameters" in printed and "all_reduce" in printed
+    first, second = load_catalog(out)["cpu"], load_catalog(again)["cpu2"]
+    assert second.bf16_tflops == first.bf16_tflops and second.gpu_link_latency_us == first.gpu_link_latency_us
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--world-sizes", "1"], "--world-sizes"),
+    (["--world-sizes", "two"], "--world-sizes"),
+    (["--tp", "3"], "tp"),
+    (["--memory-gb", "0"], "--memory-gb"),
+    (["--device", "tpu"], "--device"),
+    (["--out", "/nonexistent-folder/p.yaml"], "--out"),
+    (["--refit", "/nonexistent.json"], "--refit"),
+])
+def test_bad_input_exits_2_with_one_line(tiny_model, capsys, args, needle):
+    code = main(["--model", str(tiny_model), "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_model_exits_2(capsys):
+    assert main(["--model", "no-such-model"]) == 2
+    assert "model" in capsys.readouterr().err
