@@ -47,6 +47,8 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     measured.add_row(f"cold {stream.label} (weight streaming)", _rate(stream))
     for kind, c in copies.items():
         measured.add_row(f"host copies, {kind}", f"{c.host_link_gb_per_s:.2f} GB/s")
+    if "pinned" not in copies:
+        measured.add_row("host copies, pinned", "not applicable (no CUDA device)")
     measured.add_row("runtime memory per rank", f"{entry['runtime_reserve_gb']:.3g} GB")
     console.print(measured)
 
@@ -79,6 +81,7 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     ]
     for label, value, unit, key, div, field in rows:
         err = kernel.stderr.get(key)
+        value = value if abs(value) >= 1e-9 else 0.0  # at its 0 bound
         params.add_row(label, f"{value:.4g} {unit}", "fixed" if err is None else f"{err / div:.2g}", field)
     if comm:
         c = comm.params
