@@ -168,8 +168,7 @@ def calibrate(
     report = Console(width=None if sys.stdout.isatty() else 140)  # no wrapped sample labels in logs
     print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry)
     write_profile(out, entry_name, entry, by, kernel, comm, copy)
-    console.print(f"wrote {out} (use it as --cluster with a cluster file holding 'gpu: {out.name}', "
-                  f"or as a catalog file)")
+    console.print(f"wrote {out}: a catalog file of one entry; a cluster file takes it as 'gpu: {out.name}'")
 
 
 @dataclass

@@ -44,7 +44,8 @@ class DeviceFacts:
 
 
 def _sig(x: float, digits: int = 4) -> float:
-    return float(f"{x:.{digits}g}")
+    """``x`` to ``digits`` significant digits; below 1e-9 (a parameter at its 0 bound) it is 0."""
+    return float(f"{x:.{digits}g}") if abs(x) >= 1e-9 else 0.0
 
 
 def _rms(fit_residuals: Sequence[Residual]) -> str:
