@@ -167,14 +167,15 @@ class Engine:
                         break
                     self._issue(r, act)
                     now = time.perf_counter()
-                    if not inflight[r]:
+                    idle = not inflight[r]
+                    if idle:
                         mark[r] = now
-                    inflight[r].append((act, now))
+                    inflight[r].append((act, now, idle))
             if not any(inflight):
                 break
             kind, rank, payload = self._next_reply()
             r = rank // self.replica
-            act, issued = inflight[r][0]
+            act, issued, after_idle = inflight[r][0]
             if kind == "transition":
                 replies[r].append(payload["seconds"])
                 if len(replies[r]) < self.replica:
@@ -195,7 +196,7 @@ class Engine:
             inflight[r].popleft()
             now = time.perf_counter()
             phase_s[r][act.kind] += now - mark[r]
-            m.steps.append(self._step_record(r, act, now - mark[r], now - issued, now - start))
+            m.steps.append(self._step_record(r, act, now - mark[r], now - issued, now - start, after_idle))
             mark[r] = now
         m.wall_s = time.perf_counter() - start
         m.output_tokens = sum(len(s.output) for s in sequences)
@@ -225,15 +226,18 @@ class Engine:
             mb.return_logits = self.keep_logits
         self._send(ranks, ("forward", act.micro_batches))
 
-    def _step_record(self, r: int, act, service_s: float, latency_s: float, end_s: float) -> dict:
-        """One line of ``RunMetrics.steps``: what ran and how long it took (seconds)."""
-        rec = {"replica": r, "kind": act.kind, "service_s": service_s, "latency_s": latency_s, "end_s": end_s}
+    def _step_record(self, r: int, act, service_s: float, latency_s: float, end_s: float, after_idle: bool) -> dict:
+        """One line of ``RunMetrics.steps``: what ran and how long it took (seconds). ``service_s`` is the
+        time charged to the action (since the replica's previous completion, or since it became busy when
+        ``after_idle``: then it includes the pipeline fill); ``latency_s`` from issue to reply."""
+        rec = {"replica": r, "kind": act.kind, "service_s": service_s, "latency_s": latency_s, "end_s": end_s,
+               "after_idle": after_idle}
         if act.kind == "transition":
             rec["target"] = act.target
         else:
             mb = act.micro_batches[0]
-            rec.update(seqs=len(mb.seq_ids), tokens=mb.num_tokens, context_tokens=sum(mb.context_lens),
-                       max_context=max(mb.context_lens), swap_in_tokens=sum(n for _, n, _ in act.swap_in))
+            rec.update(seqs=len(mb.seq_ids), tokens=mb.num_tokens, context_lens=list(mb.context_lens),
+                       swap_in_tokens=sum(n for _, n, _ in act.swap_in))
         return rec
 
     def _next_reply(self) -> tuple:

@@ -6,7 +6,7 @@ Formulas: DESIGN.md section 4 (after the Seesaw paper's appendix). Each compute 
 from the hardware profile; ``overlap = compute_memory_overlap`` is 1 (the plain roofline ``max``) unless a
 calibration measured less (a single CPU thread does not overlap streaming and arithmetic). GEMMs (linear,
 lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
-``matmul_half_rows``). Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
+``matmul_half_rows``); attention at ``F_eff * attention_efficiency``. Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
 op, ``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch
 (see :func:`step_overhead_s`). Collectives use the cluster's alpha-beta model (``Cluster.allreduce_s`` etc.).
 """
@@ -31,14 +31,18 @@ def merge_parts(parts: Sequence[PassShape]) -> PassShape:
 _GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
 
 
-def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None) -> float:
+def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None,
+                  attention: bool = False) -> float:
     """Time (s) of one kernel of ``flops`` FLOPs moving ``nbytes`` bytes, without fixed overheads.
 
     ``max(c, m) + (1 - gpu.compute_memory_overlap) * min(c, m)``, ``c = flops / F``, ``m = nbytes / B_eff``;
-    for a GEMM of ``gemm_rows`` rows ``F = F_eff * rows / (rows + matmul_half_rows)``, else ``F = F_eff``.
-    The calibration fit (:mod:`seesaw.planner.hardware.fit`) uses this very function.
+    for a GEMM of ``gemm_rows`` rows ``F = F_eff * rows / (rows + matmul_half_rows)``, for attention
+    ``F = F_eff * attention_efficiency``, else ``F = F_eff``. The calibration fit
+    (:mod:`seesaw.planner.hardware.fit`) uses this very function.
     """
     rate = gpu.achievable_flops
+    if attention:
+        rate *= gpu.attention_efficiency
     if gemm_rows is not None and gpu.matmul_half_rows > 0:
         rate *= gemm_rows / (gemm_rows + gpu.matmul_half_rows)
     c = flops / rate if flops else 0.0
@@ -64,7 +68,7 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
         flops = op.flops(shape, tp)
         nbytes = op.device_bytes(shape, tp, dtype)
         rows = op.tokens(shape) if op.kind in _GEMM_KINDS else None
-        total += kernel_time_s(flops, nbytes, gpu, rows)
+        total += kernel_time_s(flops, nbytes, gpu, rows, attention)
         if attention:
             total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
     return total + gpu.op_overhead_us * 1e-6 if total else 0.0

@@ -35,7 +35,8 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 # Optional fields (defaults = the ideal roofline: no fixed overheads, full compute/memory overlap, GEMMs
 # at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
 # a source for the "overheads" group.
-OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "compute_memory_overlap", "op_overhead_us",
+OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "compute_memory_overlap", "attention_efficiency",
+                                    "op_overhead_us",
                                     "attention_seq_overhead_us", "step_overhead_us")
 
 
@@ -74,6 +75,9 @@ class GPUSpec(BaseModel):
         "Hockney's n_1/2 for GEMMs: rows (tokens) at which a GEMM reaches half its full FLOP rate"))
     compute_memory_overlap: float = Field(1.0, ge=0, le=1, description=(
         "share of the shorter of compute and memory time hidden under the longer (1 = roofline max, 0 = sum)"))
+    attention_efficiency: float = Field(1.0, gt=0, le=1, description=(
+        "attention's FLOP rate as a share of the GEMM rate (causal FLOPs counted; a kernel that computes the "
+        "masked half, or is not fused, gets less)"))
     op_overhead_us: float = Field(0.0, ge=0, description="fixed time per compute op (kernel launch / dispatch)")
     attention_seq_overhead_us: float = Field(0.0, ge=0, description="fixed time per sequence per attention op")
     step_overhead_us: float = Field(0.0, ge=0, description="fixed time per micro-batch on every rank")
