@@ -1,0 +1,122 @@
+"""Predicted against measured for one run of the runtime (one layout pair), and over a set of runs.
+
+A run's measurements are ``RunMetrics.as_dict()`` plus its ``steps`` (see ``runtime/engine.py``); its
+predictions are the planner's whole-run prediction for the plan it executed and the per-step replay of
+:mod:`seesaw.planner.validation.predict`. Phase times are per replica and the slowest replica counts (as
+the runtime reports them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seesaw.planner.cost.model import CostModel
+from seesaw.planner.validation.metrics import ape, gap_to_best, kendall_tau, mape
+from seesaw.planner.validation.predict import PhaseShape, predict_step_s
+
+PHASES = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """One phase of one run: total time (s) charged to its steps, measured and replayed by the model."""
+
+    steps: int
+    measured_s: float
+    predicted_s: float
+
+    @property
+    def error(self) -> float:
+        return ape(self.predicted_s, self.measured_s)
+
+    @property
+    def measured_step_s(self) -> float:
+        return self.measured_s / self.steps
+
+    @property
+    def predicted_step_s(self) -> float:
+        return self.predicted_s / self.steps
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One layout pair: label (e.g. ``tp2->pp2``), both throughputs (tokens/s, prompt + output), the
+    replayed throughput (tokens over the replayed phase times), phases and transitions."""
+
+    label: str
+    predicted_tokens_per_s: float
+    measured_tokens_per_s: float
+    replay_tokens_per_s: float
+    phases: dict[str, PhaseResult]
+    transitions: int = 0
+    transition_measured_s: float = 0.0
+    transition_predicted_s: float = 0.0
+    chosen: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def throughput_error(self) -> float:
+        return ape(self.predicted_tokens_per_s, self.measured_tokens_per_s)
+
+
+def replay_run(cost: CostModel, phases: dict[str, PhaseShape], steps: list[dict]) -> dict[str, dict[int, float]]:
+    """Predicted time per kind ("prefill", "decode", "transition") per replica for the recorded steps."""
+    out: dict[str, dict[int, float]] = {"prefill": {}, "decode": {}, "transition": {}}
+    for rec in steps:
+        kind, r = rec["kind"], rec["replica"]
+        out[kind][r] = out[kind].get(r, 0.0) + predict_step_s(cost, phases, rec)
+    return out
+
+
+def compare_run(label: str, cost: CostModel, phases: dict[str, PhaseShape], metrics: dict, steps: list[dict],
+                predicted_tokens_per_s: float, chosen: bool = False) -> RunResult:
+    """Build the :class:`RunResult` of one run (``metrics``: ``RunMetrics.as_dict()``)."""
+    replay = replay_run(cost, phases, steps)
+    measured: dict[str, dict[int, float]] = {"prefill": {}, "decode": {}, "transition": {}}
+    counts: dict[str, dict[int, int]] = {"prefill": {}, "decode": {}, "transition": {}}
+    for rec in steps:
+        kind, r = rec["kind"], rec["replica"]
+        measured[kind][r] = measured[kind].get(r, 0.0) + rec["service_s"]
+        counts[kind][r] = counts[kind].get(r, 0) + 1
+    results = {}
+    for ph in PHASES:
+        if measured[ph]:
+            slow = max(measured[ph], key=measured[ph].__getitem__)  # the slowest replica sets the phase time
+            results[ph] = PhaseResult(counts[ph][slow], measured[ph][slow], replay[ph].get(slow, 0.0))
+    replay_total = max(sum(replay[k].get(r, 0.0) for k in replay) for r in
+                       {r for k in replay for r in replay[k]}) if steps else 0.0
+    tokens = metrics["prompt_tokens"] + metrics["output_tokens"]
+    return RunResult(
+        label=label, predicted_tokens_per_s=predicted_tokens_per_s,
+        measured_tokens_per_s=metrics["tokens_per_s"],
+        replay_tokens_per_s=tokens / replay_total if replay_total else 0.0,
+        phases=results, transitions=metrics.get("transitions", 0),
+        transition_measured_s=max(measured["transition"].values(), default=0.0),
+        transition_predicted_s=max(replay["transition"].values(), default=0.0), chosen=chosen)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The figures ``seesaw-validate`` reports over all runs (errors as fractions)."""
+
+    step_mape: dict[str, float]  # per phase: MAPE of phase time (= mean step time) over runs
+    throughput_mape: float
+    replay_throughput_mape: float
+    kendall_tau: float
+    chosen: str | None
+    best_measured: str
+    chosen_gap: float | None  # 1 - measured(chosen) / measured(best)
+
+
+def summarize(runs: list[RunResult]) -> Summary:
+    """MAPEs, Kendall tau and the chosen plan's gap to the measured best over ``runs`` (at least one)."""
+    step = {ph: mape([(r.phases[ph].predicted_s, r.phases[ph].measured_s) for r in runs if ph in r.phases])
+            for ph in PHASES}
+    measured = {r.label: r.measured_tokens_per_s for r in runs}
+    chosen = next((r.label for r in runs if r.chosen), None)
+    best, gap = gap_to_best(measured, chosen) if chosen else (max(measured, key=measured.__getitem__), None)
+    return Summary(
+        step_mape=step,
+        throughput_mape=mape([(r.predicted_tokens_per_s, r.measured_tokens_per_s) for r in runs]),
+        replay_throughput_mape=mape([(r.replay_tokens_per_s, r.measured_tokens_per_s) for r in runs]),
+        kendall_tau=kendall_tau([r.predicted_tokens_per_s for r in runs], [r.measured_tokens_per_s for r in runs]),
+        chosen=chosen, best_measured=best, chosen_gap=gap)

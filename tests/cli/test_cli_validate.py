@@ -1,0 +1,61 @@
+"""``seesaw-validate`` end to end on a tiny random checkpoint (2 gloo ranks; no accuracy assertions: the
+figures on this machine are in docs/validation/)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers.checkpoints import LLAMA_GQA, write_random_checkpoint
+from seesaw.cli.validate import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt"), LLAMA_GQA)
+
+
+def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
+    out = tmp_path / "val"
+    code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "6",
+                 "--input-len", "12", "--output-len", "5", "--layout", "tp2:pp2", "--layout", "dp2:dp2",
+                 "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    data = json.loads((out / "results.json").read_text())
+    runs = {r["label"]: r for r in data["runs"]}
+    assert set(runs) == {"tp2->pp2", "dp2"}
+    assert sum(r["chosen"] for r in runs.values()) == 1
+    for label, r in runs.items():
+        raw = next(x for x in data["raw"] if x["label"] == label)
+        m = raw["metrics"]
+        assert m["prompt_tokens"] == 72 and m["output_tokens"] == 30
+        assert r["measured_tokens_per_s"] == pytest.approx(m["tokens_per_s"])
+        kinds = {s["kind"] for s in raw["steps"]}
+        assert {"prefill", "decode"} <= kinds
+        # phase times in the comparison are the step records' sums (slowest replica)
+        for ph in ("prefill", "decode"):
+            per_replica = {}
+            for s in raw["steps"]:
+                if s["kind"] == ph:
+                    per_replica[s["replica"]] = per_replica.get(s["replica"], 0.0) + s["service_s"]
+            assert r["phases"][ph]["measured_s"] == pytest.approx(max(per_replica.values()))
+            assert r["phases"][ph]["predicted_s"] > 0
+    assert runs["tp2->pp2"]["transitions"] >= 1 and runs["dp2"]["transitions"] == 0
+    assert {"step_mape", "throughput_mape", "kendall_tau", "chosen_gap"} <= set(data["summary"])
+    report = (out / "report.md").read_text()
+    assert "step-time MAPE" in report and "| tp2->pp2" in report
+    assert (out / "throughput.png").stat().st_size > 0 and (out / "step_times.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--layout", "tp2"], "--layout"),
+    (["--layout", "tp4:tp4"], "--layout"),
+    (["--num-prompts", "0"], "--num-prompts"),
+    (["--dataset", "nope"], "--dataset"),
+])
+def test_bad_input_exits_2_with_one_line(checkpoint, tmp_path, capsys, args, needle):
+    code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--out",
+                 str(tmp_path / "v"), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and len(err.splitlines()) == 1, err
