@@ -1,6 +1,6 @@
 """Write a random-weight Hugging Face checkpoint for a model config, with SmolLM2's tokenizer.
 
-    python scripts/random_checkpoint.py --config examples/models/validation-llama-even-heads.json --out DIR
+    python scripts/random_checkpoint.py --config examples/validation/llama-even-heads.json --out DIR
 
 Used by ``seesaw-validate`` runs (docs/validation/) on a config whose head counts are even, so TP 2 works
 (SmolLM2-135M has 9 query / 3 KV heads). Weights: ``transformers``' own initialisation under
