@@ -2,9 +2,10 @@
 
     seesaw-calibrate --model SmolLM2-135M --world-sizes 2,3,4 --out profile.yaml [--quick]
 
-Measures (:mod:`seesaw.runtime.microbench`, :mod:`seesaw.runtime.microbench_comm`) GEMMs over the model's
-shard shapes with cold weights, weight-streaming bandwidth, elementwise ops, attention, all-reduce and
-send/recv at several sizes for each world size (gloo on CPU, NCCL on CUDA), host <-> device copies; fits the
+Measures (:mod:`seesaw.runtime.microbench`, :mod:`seesaw.runtime.microbench_comm`,
+:mod:`seesaw.runtime.microbench_step`) GEMMs over the model's shard shapes with cold weights, weight-streaming
+bandwidth, elementwise ops, attention, all-reduce and send/recv at several sizes for each world size (gloo on
+CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip of a micro-batch; fits the
 cost model's terms (:mod:`seesaw.planner.hardware.fit`); prints the measurements, the fitted parameters and
 the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. Bad input
 exits with status 2 and one line naming the problem (no traceback); a failed measurement exits with 1.
@@ -25,6 +26,8 @@ from rich.progress import Progress
 
 from seesaw.cli.common import CommandError, run_app
 from seesaw.ir.errors import InputError
+
+STEP_LABEL = "micro-batch round trip (step overhead)"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -70,6 +73,7 @@ def calibrate(
     from seesaw.planner.hardware.profile import DeviceFacts, profile_entry
     from seesaw.runtime.microbench import Bench, Settings
     from seesaw.runtime.microbench_comm import measure_world
+    from seesaw.runtime.microbench_step import measure_step
 
     cfg = load_model_config(model)
     tps = _int_list(tp, "--tp", 1)
@@ -113,6 +117,7 @@ def calibrate(
         steps += [(f"elementwise ops tp{t}", lambda t=t: bench.elementwise(t)),
                   (f"attention tp{t}", lambda t=t: bench.attention(t))]
     steps.append(("host copies", bench.copies))
+    steps.append((STEP_LABEL, lambda: measure_step(cfg, dev.type, quick)))
     for w in worlds:
         steps.append((f"{'NCCL' if dev.type == 'cuda' else 'gloo'} world {w}",
                       lambda w=w: measure_world(w, dev.type, quick)))
@@ -132,6 +137,7 @@ def calibrate(
     copy_fits = {k: F.fit_copy([c for c in copies if c.kind == k])
                  for k in ("pinned", "pageable") if any(c.kind == k for c in copies)}
     copy = copy_fits.get("pinned") or copy_fits.get("pageable")
+    step = F.fit_step(m.steps) if m.steps else None
 
     today = _dt.date.today().isoformat()
     by = f"seesaw-calibrate on {today}, {machine}, model {cfg.name}" + (f", refit of {refit}" if refit else "")
@@ -163,11 +169,11 @@ def calibrate(
         base=base if datasheet or on_cpu else None,
         fixed_note=f"B_eff = the cold {stream.label} streaming rate; GEMM timings cannot separate it from "
                    "matmul_half_rows")
-    entry = profile_entry(kernel, comm, copy, facts)
+    entry = profile_entry(kernel, comm, copy, facts, step)
     entry_name = (name or ("cpu" if on_cpu else (base.name if base else dev_name))).strip()
     report = Console(width=None if sys.stdout.isatty() else 140)  # no wrapped sample labels in logs
-    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry)
-    write_profile(out, entry_name, entry, by, kernel, comm, copy)
+    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps)
+    write_profile(out, entry_name, entry, by, kernel, comm, copy, step)
     console.print(f"wrote {out}: a catalog file of one entry; a cluster file takes it as 'gpu: {out.name}'")
 
 
@@ -181,9 +187,10 @@ class Measurements:
     peak: object  # OpSample of the hot GEMM
     stream: object  # OpSample of the weight-streaming GEMV (also in ops)
     reserves: list  # runtime memory per rank, bytes, one per world size
+    steps: list  # StepSample: micro-batch round trips (absent from files of older versions: not measured)
 
     def save(self, path: Path) -> None:
-        data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies") else
+        data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies", "steps") else
                     (asdict(v) if k in ("peak", "stream") else v)) for k, v in vars(self).items()}
         try:
             path.write_text(json.dumps(data, indent=1))
@@ -198,7 +205,8 @@ class Measurements:
             d = json.loads(path.read_text())
             return cls([F.OpSample(**x) for x in d["ops"]], [F.CommSample(**x) for x in d["comm"]],
                        [F.CopySample(**x) for x in d["copies"]], F.OpSample(**d["peak"]),
-                       F.OpSample(**d["stream"]), list(d["reserves"]))
+                       F.OpSample(**d["stream"]), list(d["reserves"]),
+                       [F.StepSample(**x) for x in d.get("steps", [])])
         except OSError as e:
             raise InputError("--refit", f"cannot read '{path}': {e.strerror}") from None
         except (ValueError, KeyError, TypeError) as e:
@@ -231,11 +239,12 @@ def _measure(steps: list, console: Console, progress: bool) -> Measurements:
         if label.startswith(("NCCL", "gloo")):
             comm += [F.CommSample(**asdict(t)) for t in value[0]]
             reserves.append(value[1])
-        elif label not in ("host copies", "hot GEMM (peak)"):
+        elif label not in ("host copies", "hot GEMM (peak)", STEP_LABEL):
             ops += [F.OpSample(**asdict(t)) for t in value]
     return Measurements(ops, comm, [F.CopySample(**asdict(c)) for c in results["host copies"]],
                         F.OpSample(**asdict(results["hot GEMM (peak)"][0])),
-                        F.OpSample(**asdict(results["weight streaming (GEMV)"][0])), reserves)
+                        F.OpSample(**asdict(results["weight streaming (GEMV)"][0])), reserves,
+                        [F.StepSample(**asdict(t)) for t in results[STEP_LABEL]])
 
 
 def main(argv: list[str] | None = None) -> int:

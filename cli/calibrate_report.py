@@ -37,8 +37,18 @@ def _residual_table(title: str, residuals) -> Table:
     return table
 
 
+def _step_table(samples) -> Table:
+    table = Table(title="Micro-batch round trips (scheduler -> worker -> scheduler, outside the ops)")
+    for col in ("batch", "round trip", "worker set-up", "queues + processes"):
+        table.add_column(col, justify="left" if col == "batch" else "right")
+    for s in samples:
+        table.add_row(s.label, _t(s.seconds), _t(s.setup_s), _t(s.seconds - s.setup_s))
+    return table
+
+
 def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit],
-                 peak, stream, name: str, entry: dict) -> None:
+                 peak, stream, name: str, entry: dict, step: F.StepFit | None = None,
+                 step_samples=()) -> None:
     """Print measured rates, every sample's residual, the per-group summary and the fitted parameters."""
     measured = Table(title="Measured")
     measured.add_column("what")
@@ -51,10 +61,13 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
         measured.add_row("host copies, pinned", "not applicable (no CUDA device)")
     measured.add_row("runtime memory per rank", f"{entry['runtime_reserve_gb']:.3g} GB")
     console.print(measured)
+    if step is not None and step_samples:
+        console.print(_step_table(step_samples))
 
     residuals = list(kernel.residuals) + list(comm.residuals if comm else ())
     for c in copies.values():
         residuals += c.residuals
+    residuals += step.residuals if step else ()
     console.print(_residual_table("Residuals (predicted by the fitted cost model vs measured)", residuals))
     summary = Table(title="Fit quality per group (relative error)")
     for col in ("group", "samples", "RMS", "max |error|"):
@@ -78,6 +91,7 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
         ("op_overhead_us", k.op_overhead_us, "us", "op_overhead_us", 1, "op_overhead_us"),
         ("attention_seq_overhead_us", k.attention_seq_overhead_us, "us", "attention_seq_overhead_us", 1,
          "attention_seq_overhead_us"),
+        ("attention_efficiency", k.attention_efficiency, "", "attention_efficiency", 1, "attention_efficiency"),
     ]
     for label, value, unit, key, div, field in rows:
         err = kernel.stderr.get(key)
@@ -95,15 +109,24 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     for kind, cf in copies.items():
         params.add_row(f"host copy bandwidth ({kind})", f"{cf.host_link_gb_per_s:.4g} GB/s",
                        f"{cf.stderr_gb_per_s:.2g}", "host_link_gb_per_s" if kind == used else "(reported only)")
+    if step is not None:
+        params.add_row("step_overhead_us (median fixed part)", f"{step.step_overhead_us:.4g} us", "-",
+                       "step_overhead_us")
+        params.add_row("  of which worker set-up", f"{step.setup_us:.4g} us", "-", "(reported only)")
+        for mode, slope in step.slope_us_per_seq.items():
+            params.add_row(f"  {mode} per-sequence slope", f"{slope:.4g} us/seq",
+                           "clearly non-zero" if step.slope_clear[mode] else "not clear (0)",
+                           "(reported only: not in the cost model)")
     console.print(params)
 
 
 def write_profile(out: Path, name: str, entry: dict, measured_by: str, kernel: F.KernelFit,
-                  comm: F.CommFit | None, copy: F.CopyFit | None) -> None:
+                  comm: F.CommFit | None, copy: F.CopyFit | None, step: F.StepFit | None = None) -> None:
     """Write ``{name: entry}`` as YAML with a comment header (command, fit quality); InputError naming
     ``--out`` when it cannot be written. The entry is validated as a :class:`GPUSpec` first."""
     GPUSpec(name=name, **entry)
     residuals = list(kernel.residuals) + list(comm.residuals if comm else ()) + list(copy.residuals if copy else ())
+    residuals += step.residuals if step else ()
     lines = [f"# Hardware profile written by {measured_by}.",
              "# A catalog file of one entry: load_catalog(this file), or a cluster file's 'gpu: <this file>'.",
              "# Fit quality (relative error of the fitted cost model per sample group):"]

@@ -1,14 +1,15 @@
 """Fit the cost model's hardware terms to measured timings (the fitting half of ``seesaw-calibrate``).
 
-numpy + scipy only (no torch): the measurements come from :mod:`seesaw.runtime.microbench`. Three fits,
+numpy + scipy only (no torch): the measurements come from ``seesaw.runtime.microbench*`` modules. Four fits,
 each evaluating its predictions through the cost model's own functions on a :class:`GPUSpec` /
 :class:`Cluster` built from candidate parameters, never through a restatement of the formulas:
 
 - compute ops (:func:`fit_kernels`): :func:`~seesaw.planner.cost.roofline.kernel_time_s` plus the fixed terms
-  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Six parameters: the
+  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Seven parameters: the
   achieved GEMM rate ``F_eff`` and memory bandwidth ``B_eff`` of the roofline (DESIGN.md section 4), Hockney
-  and Jesshope's half-performance rows ``matmul_half_rows``, ``compute_memory_overlap``, ``op_overhead_us``
-  and ``attention_seq_overhead_us``. The roofline's ``max``/``min`` make this nonlinear:
+  and Jesshope's half-performance rows ``matmul_half_rows``, ``compute_memory_overlap``, ``op_overhead_us``,
+  ``attention_seq_overhead_us`` and ``attention_efficiency`` (attention FLOPs run at
+  ``F_eff * attention_efficiency``). The roofline's ``max``/``min`` make this nonlinear:
   ``scipy.optimize.least_squares`` (trust-region reflective, bounded) from several starting points, on
   log-ratio residuals ``log(predicted / measured)`` (a factor 2 too fast or too slow weigh alike) with a
   soft-L1 loss beyond 10 % (Huber-like: an op the model cannot represent, e.g. a runtime RoPE made of ten
@@ -20,6 +21,9 @@ each evaluating its predictions through the cost model's own functions on a :cla
   (Hockney) model of DESIGN.md section 4, linear in (launch, per-hop latency, seconds per byte):
   ``scipy.optimize.lsq_linear`` with non-negative bounds.
 - host copies (:func:`fit_copy`): ``Cluster.host_to_device_s``, linear in seconds per byte.
+- the per-micro-batch overhead (:func:`fit_step`): ``step_overhead_s``, a constant: the median fixed part of
+  the timed scheduler <-> worker round trips (each mode's per-sequence slope taken out when clearly non-zero,
+  and reported).
 
 Every fit minimises relative residuals (log-ratio for the kernel fit, ``predicted / measured - 1`` for the
 linear ones), so a 4-byte message and a 16 MiB one, or a 10 us elementwise op and a 50 ms GEMM, weigh alike.
@@ -39,7 +43,7 @@ import numpy as np
 from scipy.optimize import least_squares, lsq_linear
 
 from seesaw.ir.errors import InputError
-from seesaw.planner.cost.roofline import kernel_time_s
+from seesaw.planner.cost.roofline import kernel_time_s, step_overhead_s
 from seesaw.planner.hardware.catalog import GB, GPUSpec
 from seesaw.planner.hardware.cluster import Cluster, build_cluster
 
@@ -85,6 +89,20 @@ class CopySample:
 
 
 @dataclass(frozen=True)
+class StepSample:
+    """One timed micro-batch outside its ops: the scheduler's round trip of a ``forward`` command of ``seqs``
+    sequences (``tokens`` query tokens, ``mode`` prefill | decode) and its ``tokens`` reply, including the
+    worker's per-micro-batch set-up, in ``seconds``; ``setup_s`` is the worker-side part."""
+
+    mode: str
+    seqs: int
+    tokens: int
+    seconds: float
+    setup_s: float = 0.0
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Residual:
     """Measured against predicted seconds of one sample; ``error = predicted / measured - 1``."""
 
@@ -120,24 +138,28 @@ class KernelParams:
     compute_memory_overlap: float = 1.0
     op_overhead_us: float = 0.0
     attention_seq_overhead_us: float = 0.0
+    attention_efficiency: float = 1.0
 
     def spec(self, name: str = "fit") -> GPUSpec:
         """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1)."""
         return GPUSpec(name=name, memory_gb=1.0, bf16_tflops=self.flops_per_s / 1e12,
                        memory_gb_per_s=self.bytes_per_s / GB, matmul_efficiency=1.0, memory_efficiency=1.0,
                        matmul_half_rows=self.matmul_half_rows, compute_memory_overlap=self.compute_memory_overlap,
-                       op_overhead_us=self.op_overhead_us, attention_seq_overhead_us=self.attention_seq_overhead_us)
+                       op_overhead_us=self.op_overhead_us, attention_seq_overhead_us=self.attention_seq_overhead_us,
+                       attention_efficiency=self.attention_efficiency)
 
 
 KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "compute_memory_overlap", "op_overhead_us",
-                 "attention_seq_overhead_us")
+                 "attention_seq_overhead_us", "attention_efficiency")
 
 
 def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
-    """Predicted seconds of a measured op on ``gpu``: ``kernel_time_s(flops, nbytes, gpu, rows)`` (rows only
-    for GEMMs) plus the fixed terms that ``compute_op_s`` adds: ``op_overhead_us`` once per op and
-    ``attention_seq_overhead_us`` per sequence of an attention op (planner/cost/roofline.py)."""
-    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind == "gemm" else None)
+    """Predicted seconds of a measured op on ``gpu``: ``kernel_time_s(flops, nbytes, gpu, rows, attention)``
+    (rows only for GEMMs; attention ops at ``F_eff * attention_efficiency``) plus the fixed terms that
+    ``compute_op_s`` adds: ``op_overhead_us`` once per op and ``attention_seq_overhead_us`` per sequence of an
+    attention op (planner/cost/roofline.py)."""
+    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind == "gemm" else None,
+                      attention=sample.kind == "attention")
     if sample.kind == "attention":
         t += gpu.attention_seq_overhead_us * 1e-6 * sample.seqs
     return t + gpu.op_overhead_us * 1e-6
@@ -158,9 +180,10 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     """Least-squares fit of :class:`KernelParams` to op timings (log-ratio residuals, soft-L1 loss with
     scale 0.1, several starts). ``fixed`` holds parameters (by :data:`KERNEL_PARAMS` name) at given values.
 
-    ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts and
-    ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts; otherwise
-    they stay 0. Raises InputError when there is no GEMM sample or fewer samples than free parameters + 1.
+    ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts,
+    ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (otherwise
+    they stay 0) and ``attention_efficiency`` only when there are attention samples with FLOPs (otherwise
+    it stays 1). Raises InputError when there is no GEMM sample or fewer samples than free parameters + 1.
     """
     samples = list(samples)
     fixed = dict(fixed or {})
@@ -176,6 +199,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         free.append("matmul_half_rows")
     if len({s.seqs for s in samples if s.kind == "attention"}) >= 2:
         free.append("attention_seq_overhead_us")
+    if any(s.kind == "attention" and s.flops > 0 for s in samples):
+        free.append("attention_efficiency")
     free = [p for p in KERNEL_PARAMS if p in free and p not in fixed]
     if len(samples) < len(free) + 1:
         raise InputError("op samples", f"the kernel fit of {len(free)} parameters needs at least "
@@ -186,9 +211,10 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     t_min_us = float(measured.min()) * 1e6
     scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
     lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "compute_memory_overlap": 0.0,
-             "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0}
+             "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0, "attention_efficiency": 1e-4}
     upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "compute_memory_overlap": 1.0,
-             "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf}
+             "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf,
+             "attention_efficiency": 1.0}
 
     defaults = {"flops_per_s": f0, "bytes_per_s": b0}
 
@@ -205,7 +231,7 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         for overlap in (0.2, 0.8):
             start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half,
                      "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
-                     "attention_seq_overhead_us": 0.1 * t_min_us}
+                     "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5}
             x0 = np.array([start[p] for p in free])
             sol = least_squares(residuals, x0, bounds=([lower[p] for p in free], [upper[p] for p in free]),
                                 x_scale="jac", method="trf", loss="soft_l1", f_scale=0.1, xtol=1e-12,
@@ -321,6 +347,58 @@ def fit_copy(samples: Sequence[CopySample]) -> CopyFit:
     table = tuple(Residual(f"copy {s.kind}", s.label, s.seconds, p) for s, p in zip(samples, predict(x)))
     bw = 1.0 / (x[0] * GB)
     return CopyFit(samples[0].kind, bw, table, bw * err[0] / x[0])
+
+
+# -- per-micro-batch overhead --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepFit:
+    """``step_overhead_us``: the median fixed part of the micro-batch round trips (what the cost model's
+    constant per-micro-batch term can hold), ``setup_us`` the same figure for the worker-side set-up alone;
+    per mode the Theil-Sen slope in microseconds per sequence, whether it is clearly non-zero (then it was
+    taken out of the fixed parts; the cost model has no such term, so it is only reported), and the
+    residuals of the constant model."""
+
+    step_overhead_us: float
+    setup_us: float
+    slope_us_per_seq: dict[str, float]
+    slope_clear: dict[str, bool]
+    residuals: tuple[Residual, ...]
+
+
+def _fixed_parts(samples: Sequence[StepSample], values: np.ndarray) -> tuple[float, dict, dict]:
+    """Median over samples of ``value - slope * seqs`` with each mode's Theil-Sen slope (the median of the
+    pairwise slopes) where it is clearly non-zero: every pairwise slope of that sign, and the change it
+    makes across the mode's batch sizes above 10 % of the mode's median value. Else the slope counts as 0."""
+    slopes, clear = {}, {}
+    fixed = values.copy()
+    for mode in dict.fromkeys(s.mode for s in samples):
+        idx = [i for i, s in enumerate(samples) if s.mode == mode]
+        pairs = [(values[j] - values[i]) / (samples[j].seqs - samples[i].seqs)
+                 for a, i in enumerate(idx) for j in idx[a + 1:] if samples[j].seqs != samples[i].seqs]
+        b = float(np.median(pairs)) if pairs else 0.0
+        span = max(samples[i].seqs for i in idx) - min(samples[i].seqs for i in idx)
+        clear[mode] = bool(pairs) and (all(p > 0 for p in pairs) or all(p < 0 for p in pairs)) and \
+            abs(b) * span > 0.1 * float(np.median(values[idx]))
+        slopes[mode] = b * 1e6
+        if clear[mode]:
+            fixed[idx] -= b * np.array([samples[i].seqs for i in idx], dtype=float)
+    return float(np.median(fixed)), slopes, clear
+
+
+def fit_step(samples: Sequence[StepSample]) -> StepFit:
+    """``step_overhead_us`` as the median fixed part of the timed micro-batches (see :func:`_fixed_parts`),
+    at least 0; residuals through ``step_overhead_s`` of the cost model. InputError without samples."""
+    samples = list(samples)
+    if not samples:
+        raise InputError("step samples", "the step-overhead fit needs at least one sample")
+    _check_positive(samples, "step samples")
+    constant, slopes, clear = _fixed_parts(samples, np.array([s.seconds for s in samples]))
+    setup, _, _ = _fixed_parts(samples, np.array([s.setup_s for s in samples]))
+    overhead_us = max(0.0, constant * 1e6)
+    gpu = GPUSpec(name="fit", memory_gb=1.0, bf16_tflops=1.0, memory_gb_per_s=1.0, step_overhead_us=overhead_us)
+    predicted = step_overhead_s(build_cluster(gpu, 1, "fit", "fit"))
+    table = tuple(Residual("step", s.label, s.seconds, predicted) for s in samples)
+    return StepFit(overhead_us, max(0.0, setup * 1e6), slopes, clear, table)
 
 
 def _check_positive(samples: Sequence, group: str) -> None:

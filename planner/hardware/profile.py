@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from seesaw.planner.hardware.catalog import GB, GPUSpec
-from seesaw.planner.hardware.fit import KERNEL_PARAMS, CommFit, CopyFit, KernelFit, Residual, residual_summary
+from seesaw.planner.hardware.fit import (
+    KERNEL_PARAMS,
+    CommFit,
+    CopyFit,
+    KernelFit,
+    Residual,
+    StepFit,
+    residual_summary,
+)
 
 
 # -- the profile --------------------------------------------------------------------------------------------
@@ -53,9 +61,20 @@ def _rms(fit_residuals: Sequence[Residual]) -> str:
                      for g, (n, rms, mx) in residual_summary(fit_residuals).items())
 
 
-def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None, facts: DeviceFacts) -> dict:
+def step_source(step: StepFit, measured_by: str) -> str:
+    """How ``step_overhead_us`` was obtained, with its parts and any per-sequence slope left out."""
+    slopes = [f"{m} {step.slope_us_per_seq[m]:.3g} us/sequence" for m, clear in step.slope_clear.items() if clear]
+    n, rms, worst = residual_summary(step.residuals)["step"]
+    return (f"step_overhead_us measured by {measured_by}: median fixed part of {n} micro-batch round trips "
+            f"(scheduler -> worker queue command and reply, spawned process, worker set-up {step.setup_us:.3g} us "
+            f"of it; constant model RMS {rms:.1%}, max {worst:.1%})"
+            + (f"; per-sequence slope not in the cost model: {', '.join(slopes)}" if slopes else ""))
+
+
+def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None, facts: DeviceFacts,
+                  step: StepFit | None = None) -> dict:
     """A catalog entry (the mapping under its name in a catalog file) from the fits, with a ``source`` for
-    every figure group including ``overheads``; ``step_overhead_us`` stays 0 (not fitted here).
+    every figure group including ``overheads``; ``step_overhead_us`` is ``step``'s (0 without it).
 
     Link figures are achieved rates (``link_efficiency`` 1). Without ``comm`` / ``copy`` the links and
     latencies come from ``facts.base`` (or :class:`GPUSpec` defaults). The result validates as
@@ -80,7 +99,8 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
         "runtime_reserve_gb": _sig(facts.runtime_reserve_gb, 3),
         "matmul_half_rows": _sig(k.matmul_half_rows), "compute_memory_overlap": _sig(k.compute_memory_overlap),
         "op_overhead_us": _sig(k.op_overhead_us), "attention_seq_overhead_us": _sig(k.attention_seq_overhead_us),
-        "step_overhead_us": 0.0,
+        "attention_efficiency": _sig(k.attention_efficiency),
+        "step_overhead_us": _sig(step.step_overhead_us) if step else 0.0,
     }
     not_measured = f"not measured here: {base.name} figures" if facts.base else "not measured here: defaults"
     source = {
@@ -91,7 +111,8 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
                        f"({_rms(kernel.residuals)})" + (f"; held fixed: {', '.join(held)} ({facts.fixed_note})"
                                                         if held else "")),
         "reserve": facts.reserve_source,
-        "overheads": (f"fitted by {by} (free: {', '.join(kernel.free)}); step_overhead_us not fitted (0)"),
+        "overheads": (f"fitted by {by} (free: {', '.join(kernel.free)}); "
+                      + (step_source(step, by) if step else "step_overhead_us not measured (0)")),
     }
     if comm:
         c = comm.params

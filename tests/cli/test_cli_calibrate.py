@@ -40,7 +40,8 @@ def test_profile_loads_as_a_catalog_file(calibrated):
     cpu = catalog["cpu"]
     assert cpu.dtype_bytes == 4 and cpu.link == "gloo" and cpu.memory_gb == 4 and cpu.host_memory_gb_per_gpu == 3
     assert cpu.peak_flops > 0 and cpu.memory_gb_per_s > 0 and cpu.gpu_link_gb_per_s > 0 and cpu.host_link_gb_per_s > 0
-    assert 0 <= cpu.compute_memory_overlap <= 1 and cpu.step_overhead_us == 0
+    assert 0 <= cpu.compute_memory_overlap <= 1 and 0 < cpu.attention_efficiency <= 1 and cpu.step_overhead_us > 0
+    assert "step_overhead_us measured by seesaw-calibrate" in cpu.source["overheads"]
     assert cpu.collective_launch_us == 0  # one world size: launch and per-hop latency are not separable
     for group in (*SOURCE_GROUPS, "overheads"):
         assert "seesaw-calibrate" in cpu.source[group] or "planning choice" in cpu.source[group], group
@@ -69,12 +70,23 @@ def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
     data = json.loads(timings.read_text())
     assert {"ops", "comm", "copies", "peak", "stream", "reserves"} <= set(data)
     assert {s["kind"] for s in data["ops"]} == {"gemm", "elementwise", "attention"}
+    assert {(s["mode"], s["seqs"]) for s in data["steps"]} == {(m, n) for m in ("decode", "prefill") for n in (1, 8, 32)}
     again = tmp_path / "again.yaml"
     assert main(["--model", str(tiny_model), "--refit", str(timings), "--out", str(again), "--name", "cpu2"]) == 0
     printed = capsys.readouterr().out
     assert "Fit quality per group" in printed and "Fitted parameters" in printed and "all_reduce" in printed
+    assert "Micro-batch round trips" in printed and "step_overhead_us" in printed
     first, second = load_catalog(out)["cpu"], load_catalog(again)["cpu2"]
     assert second.bf16_tflops == first.bf16_tflops and second.gpu_link_latency_us == first.gpu_link_latency_us
+    assert second.step_overhead_us == first.step_overhead_us
+    # a timings file of an older version, without micro-batch round trips: step_overhead_us not measured
+    del data["steps"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    oldest = tmp_path / "old.yaml"
+    assert main(["--model", str(tiny_model), "--refit", str(old), "--out", str(oldest), "--name", "cpu3"]) == 0
+    third = load_catalog(oldest)["cpu3"]
+    assert third.step_overhead_us == 0 and "step_overhead_us not measured" in third.source["overheads"]
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -11,16 +11,18 @@ import pytest
 
 from seesaw.ir import OpKind, PassShape, build_graph, load_model_config
 from seesaw.ir.errors import InputError
-from seesaw.planner.cost.roofline import compute_op_s
+from seesaw.planner.cost.roofline import compute_op_s, step_overhead_s
 from seesaw.planner.hardware import GPUSpec, build_cluster
 from seesaw.planner.hardware.fit import (
     CommSample,
     CopySample,
     KernelParams,
     OpSample,
+    StepSample,
     fit_comm,
     fit_copy,
     fit_kernels,
+    fit_step,
     op_time_s,
     residual_summary,
 )
@@ -29,8 +31,9 @@ from seesaw.planner.hardware.profile import DeviceFacts, profile_entry
 NOISE = 0.002
 TRUTH = GPUSpec(name="truth", memory_gb=4, dtype_bytes=4, bf16_tflops=0.12, matmul_efficiency=0.8,
                 memory_gb_per_s=20, memory_efficiency=0.7, matmul_half_rows=24, compute_memory_overlap=0.4,
-                op_overhead_us=15, attention_seq_overhead_us=8, link="gloo", gpu_link_gb_per_s=1.5,
-                gpu_link_latency_us=60, collective_launch_us=30, host_link_gb_per_s=12, link_efficiency=1.0)
+                op_overhead_us=15, attention_seq_overhead_us=8, attention_efficiency=0.3, link="gloo",
+                gpu_link_gb_per_s=1.5, gpu_link_latency_us=60, collective_launch_us=30, host_link_gb_per_s=12,
+                link_efficiency=1.0)
 MiB = 2**20
 
 
@@ -76,7 +79,7 @@ def test_kernel_fit_recovers_known_parameters_within_2_percent():
     fit = fit_kernels(samples)
     truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
              "matmul_half_rows": 24, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
-             "attention_seq_overhead_us": 8}
+             "attention_seq_overhead_us": 8, "attention_efficiency": 0.3}
     assert set(fit.free) == set(truth)
     for name, value in truth.items():
         assert getattr(fit.params, name) == pytest.approx(value, rel=0.02), name
@@ -145,7 +148,16 @@ def test_without_attention_or_row_sweep_those_terms_are_not_fitted():
     samples = [s for s in synthetic_op_samples(TRUTH) if s.kind == "gemm" and s.rows == 64]
     fit = fit_kernels(samples)
     assert "matmul_half_rows" not in fit.free and "attention_seq_overhead_us" not in fit.free
+    assert "attention_efficiency" not in fit.free
     assert fit.params.matmul_half_rows == 0 and fit.params.attention_seq_overhead_us == 0
+    assert fit.params.attention_efficiency == 1
+
+
+def test_attention_efficiency_is_free_only_with_attention_flops():
+    gemms = [s for s in synthetic_op_samples(TRUTH) if s.kind == "gemm"]
+    no_flops = [OpSample("attention", 0.0, 1e6, 1e-4, seqs=n) for n in (1, 2)]
+    assert "attention_efficiency" not in fit_kernels(gemms + no_flops).free
+    assert "attention_efficiency" in fit_kernels(synthetic_op_samples(TRUTH)).free
 
 
 @pytest.mark.parametrize("call, group, problem", [
@@ -192,6 +204,8 @@ def test_profile_entry_is_a_valid_catalog_entry_with_efficiencies_of_the_fit():
     assert spec.collective_launch_us == pytest.approx(30, rel=0.02) and spec.link_efficiency == 1.0
     assert spec.host_link_gb_per_s == pytest.approx(12, rel=1e-3) and spec.step_overhead_us == 0
     assert spec.matmul_half_rows == pytest.approx(24, rel=0.02)
+    assert spec.attention_efficiency == pytest.approx(0.3, rel=0.02)
+    assert "attention_efficiency" in spec.source["overheads"] and "not measured" in spec.source["overheads"]
     assert all(spec.source[g] for g in ("compute", "links", "latency", "host", "efficiency", "reserve", "overheads"))
     assert "pageable" in spec.source["links"]
 
@@ -230,3 +244,58 @@ def test_a_fixed_parameter_is_held_and_the_others_recovered():
     assert fit.params.flops_per_s == pytest.approx(TRUTH.achievable_flops, rel=0.02)
     with pytest.raises(ValueError, match="unknown kernel parameters"):
         fit_kernels(synthetic_op_samples(TRUTH), fixed={"bandwidth": 1.0})
+
+
+# -- per-micro-batch overhead ------------------------------------------------------------------------------
+def synthetic_step_samples(overhead_us: float, slopes_us: dict[str, float], setup_share: float = 0.4,
+                           seed: int = 3) -> list[StepSample]:
+    """Round trips of decode and prefill batches of 1, 8 and 32 sequences: the cost model's constant
+    (step_overhead_s of a profile with ``overhead_us``) plus ``slopes_us[mode]`` per sequence, with noise;
+    the worker set-up is ``setup_share`` of each."""
+    rng = np.random.default_rng(seed)
+    cluster = build_cluster(TRUTH.model_copy(update={"step_overhead_us": overhead_us}), 1, "test", "test")
+    out = []
+    for mode, slope in slopes_us.items():
+        for seqs in (1, 8, 32):
+            t = (step_overhead_s(cluster) + slope * 1e-6 * seqs) * _noise(rng)
+            tokens = seqs if mode == "decode" else 256 * seqs
+            out.append(StepSample(mode, seqs, tokens, t, setup_share * t, f"{mode} {seqs}"))
+    return out
+
+
+def test_step_fit_recovers_a_constant_overhead_within_2_percent():
+    fit = fit_step(synthetic_step_samples(300.0, {"decode": 0.0, "prefill": 0.0}))
+    assert fit.step_overhead_us == pytest.approx(300, rel=0.02)
+    assert fit.setup_us == pytest.approx(120, rel=0.02)
+    assert fit.slope_clear == {"decode": False, "prefill": False}
+    assert [r.group for r in fit.residuals] == ["step"] * 6
+    assert max(abs(r.error) for r in fit.residuals) < 6 * NOISE
+
+
+def test_step_fit_takes_a_clear_per_sequence_slope_out_of_the_constant():
+    fit = fit_step(synthetic_step_samples(300.0, {"decode": 20.0, "prefill": 80.0}))
+    assert fit.step_overhead_us == pytest.approx(300, rel=0.02)
+    assert fit.slope_clear == {"decode": True, "prefill": True}
+    assert fit.slope_us_per_seq["decode"] == pytest.approx(20, rel=0.02)
+    assert fit.slope_us_per_seq["prefill"] == pytest.approx(80, rel=0.02)
+    # the cost model has only the constant: the 32-sequence batches are under-predicted
+    worst = min(fit.residuals, key=lambda r: r.error)
+    assert worst.label == "prefill 32" and worst.error == pytest.approx(300 / (300 + 80 * 32) - 1, rel=0.02)
+
+
+def test_step_fit_without_samples_raises():
+    with pytest.raises(InputError) as info:
+        fit_step([])
+    assert info.value.field == "step samples"
+    with pytest.raises(InputError, match="non-positive"):
+        fit_step([StepSample("decode", 1, 1, 0.0)])
+
+
+def test_profile_entry_carries_the_step_overhead_and_its_source():
+    kernel = fit_kernels(synthetic_op_samples(TRUTH))
+    step = fit_step(synthetic_step_samples(300.0, {"decode": 20.0, "prefill": 0.0}))
+    spec = GPUSpec(name="cal", **profile_entry(kernel, None, None, _facts(), step))
+    assert spec.step_overhead_us == pytest.approx(300, rel=0.02)
+    source = spec.source["overheads"]
+    assert "step_overhead_us measured by test" in source and "6 micro-batch round trips" in source
+    assert "decode 20" in source and "prefill" not in source.split("slope")[-1]
