@@ -1,13 +1,17 @@
 """``seesaw-calibrate``: measure this machine and write a hardware profile for the planner.
 
     seesaw-calibrate --model SmolLM2-135M --world-sizes 2,3,4 --out profile.yaml [--quick]
+    seesaw-calibrate --checkpoint model.gguf --out profile.yaml     # also the runtime's own forward passes
 
 Measures (:mod:`seesaw.runtime.microbench`, :mod:`seesaw.runtime.microbench_comm`,
 :mod:`seesaw.runtime.microbench_step`) GEMMs over the model's shard shapes with cold weights, weight-streaming
 bandwidth, elementwise ops, attention, all-reduce and send/recv at several sizes for each world size (gloo on
 CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip of a micro-batch; fits the
 cost model's terms (:mod:`seesaw.planner.hardware.fit`); prints the measurements, the fitted parameters and
-the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. Bad input
+the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. With
+``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on one rank
+(:mod:`seesaw.cli.calibrate_forward`) and fits the compute terms to them together with the op timings.
+Bad input
 exits with status 2 and one line naming the problem (no traceback); a failed measurement exits with 1.
 """
 from __future__ import annotations
@@ -16,7 +20,7 @@ import datetime as _dt
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +32,7 @@ from seesaw.cli.common import CommandError, run_app
 from seesaw.ir.errors import InputError
 
 STEP_LABEL = "micro-batch round trip (step overhead)"
+FORWARD_LABEL = "forward passes of the runtime"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -49,7 +54,12 @@ def _positive(value: float | None, option: str) -> None:
 
 @app.command()
 def calibrate(
-    model: Annotated[str, typer.Option("--model", "-m", help="config.json path, folder, or shipped name")],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="config.json path, folder, or shipped name (default: the checkpoint's)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="Hugging Face folder or .gguf file: also time the runtime's forward passes of it on one rank")] = None,
+    forward_weight: Annotated[float, typer.Option(
+        help="weight of the forward passes in the fit, relative to all op timings together")] = 1.0,
     tp: Annotated[str, typer.Option(help="TP degrees whose shard shapes to time, e.g. 1,2")] = "1",
     world_sizes: Annotated[str, typer.Option(help="world sizes for all-reduce timings, e.g. 2,3,4")] = "2,3,4",
     name: Annotated[Optional[str], typer.Option(help="profile entry name (default: cpu, or the GPU's name)")] = None,
@@ -75,7 +85,16 @@ def calibrate(
     from seesaw.runtime.microbench_comm import measure_world
     from seesaw.runtime.microbench_step import measure_step
 
-    cfg = load_model_config(model)
+    if model is None and checkpoint is None:
+        raise InputError("--model", "give --model or --checkpoint (whose config it then defaults to)")
+    if not (forward_weight >= 0):
+        raise InputError("--forward-weight", f"must be >= 0, got {forward_weight:g}")
+    folder = None
+    if checkpoint is not None:
+        from seesaw.runtime.checkpoint import prepare_checkpoint  # noqa: PLC0415
+
+        folder = prepare_checkpoint(checkpoint)
+    cfg = load_model_config(model if model is not None else folder)
     tps = _int_list(tp, "--tp", 1)
     for t in tps:
         check_tp(cfg, t)
@@ -118,6 +137,12 @@ def calibrate(
                   (f"attention tp{t}", lambda t=t: bench.attention(t))]
     steps.append(("host copies", bench.copies))
     steps.append((STEP_LABEL, lambda: measure_step(cfg, dev.type, quick)))
+    if folder is not None and refit is None:
+        from seesaw.cli.calibrate_forward import measure_forward, plan_cluster  # noqa: PLC0415
+
+        memory = torch.cuda.get_device_properties(dev).total_memory / 1e9 if dev.type == "cuda" else 0.0
+        cluster = plan_cluster(dev.type, base, dev_name, memory)
+        steps.append((FORWARD_LABEL, lambda: measure_forward(folder, cluster, quick, bench.dtype_bytes)))
     for w in worlds:
         steps.append((f"{'NCCL' if dev.type == 'cuda' else 'gloo'} world {w}",
                       lambda w=w: measure_world(w, dev.type, quick)))
@@ -131,16 +156,21 @@ def calibrate(
         m.save(save_timings)
     peak, stream, copies, reserves = m.peak, m.stream, m.copies, m.reserves
 
-    # GEMM timings cannot separate n_half from B_eff (see fit.py): B_eff = the measured streaming rate
-    kernel = F.fit_kernels(m.ops, fixed={"bytes_per_s": stream.nbytes / stream.seconds})
+    step = F.fit_step(m.steps) if m.steps else None
+    # GEMM timings cannot separate n_half from B_eff (see fit.py): B_eff = the measured streaming rate.
+    # Forward passes are predicted with the per-micro-batch overhead of the step fit.
+    kernel = F.fit_kernels(m.ops, fixed={"bytes_per_s": stream.nbytes / stream.seconds}, forward=m.forward,
+                           forward_weight=forward_weight, step_overhead_us=step.step_overhead_us if step else 0.0)
     comm = F.fit_comm(m.comm) if m.comm else None
     copy_fits = {k: F.fit_copy([c for c in copies if c.kind == k])
                  for k in ("pinned", "pageable") if any(c.kind == k for c in copies)}
     copy = copy_fits.get("pinned") or copy_fits.get("pageable")
-    step = F.fit_step(m.steps) if m.steps else None
 
     today = _dt.date.today().isoformat()
-    by = f"seesaw-calibrate on {today}, {machine}, model {cfg.name}" + (f", refit of {refit}" if refit else "")
+    model_name = cfg.name if model is not None else Path(checkpoint).name  # a converted GGUF's folder is a hash
+    forward_of = ("" if not (m.forward and checkpoint is not None) else
+                  " with its forward passes" if model is None else f", forward passes of {Path(checkpoint).name}")
+    by = f"seesaw-calibrate on {today}, {machine}, model {model_name}{forward_of}" + (f", refit of {refit}" if refit else "")
     on_cpu = dev.type == "cpu"
     datasheet = base is not None and not on_cpu
     peak_flops = base.peak_flops if datasheet else peak.flops / peak.seconds
@@ -172,7 +202,7 @@ def calibrate(
     entry = profile_entry(kernel, comm, copy, facts, step)
     entry_name = (name or ("cpu" if on_cpu else (base.name if base else dev_name))).strip()
     report = Console(width=None if sys.stdout.isatty() else 140)  # no wrapped sample labels in logs
-    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps)
+    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps, m.forward)
     write_profile(out, entry_name, entry, by, kernel, comm, copy, step)
     console.print(f"wrote {out}: a catalog file of one entry; a cluster file takes it as 'gpu: {out.name}'")
 
@@ -188,9 +218,10 @@ class Measurements:
     stream: object  # OpSample of the weight-streaming GEMV (also in ops)
     reserves: list  # runtime memory per rank, bytes, one per world size
     steps: list  # StepSample: micro-batch round trips (absent from files of older versions: not measured)
+    forward: list = field(default_factory=list)  # ForwardSample: runtime forward passes (--checkpoint only)
 
     def save(self, path: Path) -> None:
-        data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies", "steps") else
+        data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies", "steps", "forward") else
                     (asdict(v) if k in ("peak", "stream") else v)) for k, v in vars(self).items()}
         try:
             path.write_text(json.dumps(data, indent=1))
@@ -206,7 +237,11 @@ class Measurements:
             return cls([F.OpSample(**x) for x in d["ops"]], [F.CommSample(**x) for x in d["comm"]],
                        [F.CopySample(**x) for x in d["copies"]], F.OpSample(**d["peak"]),
                        F.OpSample(**d["stream"]), list(d["reserves"]),
-                       [F.StepSample(**x) for x in d.get("steps", [])])
+                       [F.StepSample(**x) for x in d.get("steps", [])],
+                       [F.ForwardSample(**{**x, "ops": tuple(F.OpSample(**o) for o in x["ops"]),
+                                           "counts": tuple(x.get("counts") or ()),
+                                           "context_lens": tuple(x.get("context_lens") or ())})
+                        for x in d.get("forward", [])])
         except OSError as e:
             raise InputError("--refit", f"cannot read '{path}': {e.strerror}") from None
         except (ValueError, KeyError, TypeError) as e:
@@ -239,12 +274,13 @@ def _measure(steps: list, console: Console, progress: bool) -> Measurements:
         if label.startswith(("NCCL", "gloo")):
             comm += [F.CommSample(**asdict(t)) for t in value[0]]
             reserves.append(value[1])
-        elif label not in ("host copies", "hot GEMM (peak)", STEP_LABEL):
+        elif label not in ("host copies", "hot GEMM (peak)", STEP_LABEL, FORWARD_LABEL):
             ops += [F.OpSample(**asdict(t)) for t in value]
     return Measurements(ops, comm, [F.CopySample(**asdict(c)) for c in results["host copies"]],
                         F.OpSample(**asdict(results["hot GEMM (peak)"][0])),
                         F.OpSample(**asdict(results["weight streaming (GEMV)"][0])), reserves,
-                        [F.StepSample(**asdict(t)) for t in results[STEP_LABEL]])
+                        [F.StepSample(**asdict(t)) for t in results[STEP_LABEL]],
+                        list(results.get(FORWARD_LABEL, [])))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,10 +46,23 @@ def _step_table(samples) -> Table:
     return table
 
 
+def _forward_table(kernel: F.KernelFit, samples) -> Table:
+    weight = (f"each weighs {kernel.forward_sample_weight:.3g} op samples in the fit"
+              if kernel.forward_sample_weight > 0 else "reported only, not fitted")
+    table = Table(title=f"Forward passes of the runtime (TP 1, one rank; {weight})")
+    for col in ("kind", "seqs", "tokens", "prompts / contexts", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col in ("kind", "prompts / contexts") else "right")
+    for s, r in zip(samples, kernel.forward):
+        table.add_row(s.kind, str(s.seqs), str(s.tokens), s.label.rsplit(", ", 1)[-1], _t(r.measured_s),
+                      _t(r.predicted_s), f"{r.error:+.1%}")
+    return table
+
+
 def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit],
                  peak, stream, name: str, entry: dict, step: F.StepFit | None = None,
-                 step_samples=()) -> None:
-    """Print measured rates, every sample's residual, the per-group summary and the fitted parameters."""
+                 step_samples=(), forward_samples=()) -> None:
+    """Print measured rates, every sample's residual, the per-group summary (forward passes also per kind)
+    and the fitted parameters."""
     measured = Table(title="Measured")
     measured.add_column("what")
     measured.add_column("value", justify="right")
@@ -69,10 +82,15 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
         residuals += c.residuals
     residuals += step.residuals if step else ()
     console.print(_residual_table("Residuals (predicted by the fitted cost model vs measured)", residuals))
+    if kernel.forward:
+        console.print(_forward_table(kernel, forward_samples))
     summary = Table(title="Fit quality per group (relative error)")
     for col in ("group", "samples", "RMS", "max |error|"):
         summary.add_column(col, justify="left" if col == "group" else "right")
-    for group, (n, rms, worst) in F.residual_summary(residuals).items():
+    by_kind = [F.Residual(f"  forward {s.kind}", r.label, r.measured_s, r.predicted_s)
+               for s, r in zip(forward_samples, kernel.forward)]
+    rows = F.residual_summary(residuals + list(kernel.forward)) | F.residual_summary(by_kind)
+    for group, (n, rms, worst) in rows.items():
         summary.add_row(group, str(n), f"{rms:.1%}", f"{worst:.1%}")
     console.print(summary)
 
@@ -92,6 +110,8 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
         ("attention_seq_overhead_us", k.attention_seq_overhead_us, "us", "attention_seq_overhead_us", 1,
          "attention_seq_overhead_us"),
         ("attention_efficiency", k.attention_efficiency, "", "attention_efficiency", 1, "attention_efficiency"),
+        ("attention_memory_efficiency", k.attention_memory_efficiency, "", "attention_memory_efficiency", 1,
+         "attention_memory_efficiency"),
     ]
     for label, value, unit, key, div, field in rows:
         err = kernel.stderr.get(key)
@@ -126,7 +146,7 @@ def write_profile(out: Path, name: str, entry: dict, measured_by: str, kernel: F
     ``--out`` when it cannot be written. The entry is validated as a :class:`GPUSpec` first."""
     GPUSpec(name=name, **entry)
     residuals = list(kernel.residuals) + list(comm.residuals if comm else ()) + list(copy.residuals if copy else ())
-    residuals += step.residuals if step else ()
+    residuals += list(step.residuals if step else ()) + list(kernel.forward)
     lines = [f"# Hardware profile written by {measured_by}.",
              "# A catalog file of one entry: load_catalog(this file), or a cluster file's 'gpu: <this file>'.",
              "# Fit quality (relative error of the fitted cost model per sample group):"]

@@ -36,6 +36,7 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 # at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
 # a source for the "overheads" group.
 OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "compute_memory_overlap", "attention_efficiency",
+                                    "attention_memory_efficiency",
                                     "op_overhead_us",
                                     "attention_seq_overhead_us", "step_overhead_us")
 
@@ -78,6 +79,9 @@ class GPUSpec(BaseModel):
     attention_efficiency: float = Field(1.0, gt=0, le=1, description=(
         "attention's FLOP rate as a share of the GEMM rate (causal FLOPs counted; a kernel that computes the "
         "masked half, or is not fused, gets less)"))
+    attention_memory_efficiency: float = Field(1.0, gt=0, le=1, description=(
+        "attention's memory rate (K/V reads) as a share of the streaming rate: a paged decode kernel that "
+        "gathers or re-lays out K/V reads it slower than a GEMM streams weights"))
     op_overhead_us: float = Field(0.0, ge=0, description="fixed time per compute op (kernel launch / dispatch)")
     attention_seq_overhead_us: float = Field(0.0, ge=0, description="fixed time per sequence per attention op")
     step_overhead_us: float = Field(0.0, ge=0, description="fixed time per micro-batch on every rank")

@@ -5,12 +5,16 @@ each evaluating its predictions through the cost model's own functions on a :cla
 :class:`Cluster` built from candidate parameters, never through a restatement of the formulas:
 
 - compute ops (:func:`fit_kernels`): :func:`~seesaw.planner.cost.roofline.kernel_time_s` plus the fixed terms
-  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Seven parameters: the
+  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Eight parameters: the
   achieved GEMM rate ``F_eff`` and memory bandwidth ``B_eff`` of the roofline (DESIGN.md section 4), Hockney
   and Jesshope's half-performance rows ``matmul_half_rows``, ``compute_memory_overlap``, ``op_overhead_us``,
-  ``attention_seq_overhead_us`` and ``attention_efficiency`` (attention FLOPs run at
-  ``F_eff * attention_efficiency``). The roofline's ``max``/``min`` make this nonlinear:
-  ``scipy.optimize.least_squares`` (trust-region reflective, bounded) from several starting points, on
+  ``attention_seq_overhead_us``, ``attention_efficiency`` and ``attention_memory_efficiency`` (attention
+  FLOPs run at ``F_eff * attention_efficiency``, its bytes at ``B_eff * attention_memory_efficiency``).
+  Besides the isolated op timings the fit can take timed forward passes of the runtime
+  (:class:`ForwardSample`, predicted by :func:`forward_time_s` as the sum of their ops' times plus the
+  per-micro-batch overhead), weighted so that they together weigh as much as the op timings. The
+  roofline's ``max``/``min`` make this nonlinear: ``scipy.optimize.least_squares`` (trust-region
+  reflective, bounded) from several starting points, on
   log-ratio residuals ``log(predicted / measured)`` (a factor 2 too fast or too slow weigh alike) with a
   soft-L1 loss beyond 10 % (Huber-like: an op the model cannot represent, e.g. a runtime RoPE made of ten
   torch kernels, does not drag the GEMM terms). Any parameter can be held fixed: for GEMMs the
@@ -103,6 +107,28 @@ class StepSample:
 
 
 @dataclass(frozen=True)
+class ForwardSample:
+    """One timed forward pass of the runtime: a micro-batch of ``seqs`` sequences and ``tokens`` query
+    tokens (``kind`` prefill | decode; ``context_lens`` each sequence's prompt or context length), from the
+    scheduler's issue to its reply, in ``seconds``. ``ops``: the compute ops it ran as :class:`OpSample`
+    (their ``seconds`` unused), ``counts`` how many times each ran (a model's layers repeat the same ops;
+    empty: once each). Built from the IR by :func:`seesaw.planner.hardware.forward.forward_sample`."""
+
+    kind: Literal["prefill", "decode"]
+    ops: tuple[OpSample, ...]
+    seconds: float
+    label: str = ""
+    seqs: int = 0
+    tokens: int = 0
+    counts: tuple[int, ...] = ()
+    context_lens: tuple[int, ...] = ()
+
+    @property
+    def op_counts(self) -> tuple[int, ...]:
+        return self.counts or (1,) * len(self.ops)
+
+
+@dataclass(frozen=True)
 class Residual:
     """Measured against predicted seconds of one sample; ``error = predicted / measured - 1``."""
 
@@ -139,23 +165,27 @@ class KernelParams:
     op_overhead_us: float = 0.0
     attention_seq_overhead_us: float = 0.0
     attention_efficiency: float = 1.0
+    attention_memory_efficiency: float = 1.0
 
-    def spec(self, name: str = "fit") -> GPUSpec:
-        """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1)."""
+    def spec(self, name: str = "fit", step_overhead_us: float = 0.0) -> GPUSpec:
+        """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1), with the
+        given per-micro-batch ``step_overhead_us`` (a separate fit, :func:`fit_step`)."""
         return GPUSpec(name=name, memory_gb=1.0, bf16_tflops=self.flops_per_s / 1e12,
                        memory_gb_per_s=self.bytes_per_s / GB, matmul_efficiency=1.0, memory_efficiency=1.0,
                        matmul_half_rows=self.matmul_half_rows, compute_memory_overlap=self.compute_memory_overlap,
                        op_overhead_us=self.op_overhead_us, attention_seq_overhead_us=self.attention_seq_overhead_us,
-                       attention_efficiency=self.attention_efficiency)
+                       attention_efficiency=self.attention_efficiency,
+                       attention_memory_efficiency=self.attention_memory_efficiency, step_overhead_us=step_overhead_us)
 
 
 KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "compute_memory_overlap", "op_overhead_us",
-                 "attention_seq_overhead_us", "attention_efficiency")
+                 "attention_seq_overhead_us", "attention_efficiency", "attention_memory_efficiency")
 
 
 def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
     """Predicted seconds of a measured op on ``gpu``: ``kernel_time_s(flops, nbytes, gpu, rows, attention)``
-    (rows only for GEMMs; attention ops at ``F_eff * attention_efficiency``) plus the fixed terms that
+    (rows only for GEMMs; attention ops at ``F_eff * attention_efficiency`` and ``B_eff *
+    attention_memory_efficiency``) plus the fixed terms that
     ``compute_op_s`` adds: ``op_overhead_us`` once per op and ``attention_seq_overhead_us`` per sequence of an
     attention op (planner/cost/roofline.py)."""
     t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind == "gemm" else None,
@@ -167,54 +197,116 @@ def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
 
 @dataclass(frozen=True)
 class KernelFit:
-    """Fitted compute terms, which of them were free (the others stay at their defaults), the residuals,
-    and each free parameter's standard error (same units; from the Jacobian at the solution)."""
+    """Fitted compute terms, which of them were free (the others stay at their defaults), the residuals of
+    the op samples and of the forward passes (group ``forward``), each free parameter's standard error
+    (same units; from the Jacobian at the solution), and the weight each forward pass had in the fit
+    (relative to one op sample; 0 without forward passes)."""
 
     params: KernelParams
     free: tuple[str, ...]
     residuals: tuple[Residual, ...]
     stderr: dict[str, float]
+    forward: tuple[Residual, ...] = ()
+    forward_sample_weight: float = 0.0
 
 
-def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = None) -> KernelFit:
-    """Least-squares fit of :class:`KernelParams` to op timings (log-ratio residuals, soft-L1 loss with
-    scale 0.1, several starts). ``fixed`` holds parameters (by :data:`KERNEL_PARAMS` name) at given values.
+def forward_time_s(sample: ForwardSample, gpu: GPUSpec) -> float:
+    """Predicted seconds of a measured forward pass on ``gpu``: ``op_time_s`` of each of its ops times the
+    number of times it runs, plus the per-micro-batch ``step_overhead_s`` (``gpu.step_overhead_us``): the
+    sum :meth:`CostModel.stage_cost` makes for one stage holding every layer."""
+    ops = sum(n * op_time_s(op, gpu) for op, n in zip(sample.ops, sample.op_counts))
+    return ops + step_overhead_s(build_cluster(gpu, 1, "fit", "fit"))
+
+
+def _forward_design(forward: Sequence[ForwardSample]) -> tuple[list[OpSample], np.ndarray]:
+    """The distinct ops of all forward passes and the matrix of how often each pass runs each, so that
+    every distinct op is costed once per evaluation: ``predicted ops = counts @ op times``."""
+    index: dict[OpSample, int] = {}
+    for f in forward:
+        for op in f.ops:
+            index.setdefault(op, len(index))
+    counts = np.zeros((len(forward), len(index)))
+    for i, f in enumerate(forward):
+        for op, n in zip(f.ops, f.op_counts):
+            counts[i, index[op]] += n
+    return list(index), counts
+
+
+F_SCALE = 0.1  # soft-L1 scale of the kernel fit: log-ratio residuals beyond ~10 % count less than squared
+
+
+def _robust(r: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sqrt(w) * psi(r)`` with ``psi(r)^2 = F_SCALE^2 * rho((r / F_SCALE)^2)``, ``rho(z) = 2 (sqrt(1 + z) - 1)``
+    (scipy's soft-L1): plain least squares on these minimises ``sum w rho / 2`` exactly as
+    ``least_squares(loss="soft_l1", f_scale=F_SCALE)`` minimises ``sum rho / 2``, with per-sample weights
+    ``w`` that keep the loss's bend at the same relative error for every sample."""
+    z = (r / F_SCALE) ** 2
+    return np.sqrt(w) * r * np.sqrt(2.0 / (1.0 + np.sqrt(1.0 + z)))
+
+
+def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = None,
+                forward: Sequence[ForwardSample] = (), forward_weight: float = 1.0,
+                step_overhead_us: float = 0.0) -> KernelFit:
+    """Least-squares fit of :class:`KernelParams` to op timings and, optionally, to timed forward passes of
+    the runtime (log-ratio residuals, soft-L1 loss with scale 0.1, several starts). ``fixed`` holds
+    parameters (by :data:`KERNEL_PARAMS` name) at given values.
+
+    ``forward``: each pass is predicted by :func:`forward_time_s` with the per-micro-batch overhead held at
+    ``step_overhead_us`` (from :func:`fit_step`); its residual joins the op residuals with weight
+    ``forward_weight * len(samples) / len(forward)`` (each op sample weighs 1), so that the forward passes
+    together weigh ``forward_weight`` times as much as all op samples together (0: reported, not fitted).
 
     ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts,
-    ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (otherwise
-    they stay 0) and ``attention_efficiency`` only when there are attention samples with FLOPs (otherwise
-    it stays 1). Raises InputError when there is no GEMM sample or fewer samples than free parameters + 1.
+    ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (as ops, or
+    inside forward passes; otherwise they stay 0), ``attention_efficiency`` only when there are attention
+    samples with FLOPs and ``attention_memory_efficiency`` only when there are attention samples with bytes
+    (otherwise they stay 1). Raises InputError when there is no GEMM op sample or fewer samples than free
+    parameters + 1.
     """
     samples = list(samples)
+    forward = list(forward)
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(KERNEL_PARAMS)
     if unknown:
         raise ValueError(f"unknown kernel parameters {sorted(unknown)} (known: {', '.join(KERNEL_PARAMS)})")
+    if not (forward_weight >= 0 and math.isfinite(forward_weight)):
+        raise InputError("forward weight", f"must be a number >= 0, got {forward_weight!r}")
     gemms = [s for s in samples if s.kind == "gemm"]
     if not gemms:
         raise InputError("op samples", "the kernel fit needs at least one GEMM sample")
     _check_positive(samples, "op samples")
+    _check_positive(forward, "forward samples")
+    w_fwd = forward_weight * len(samples) / len(forward) if forward else 0.0
+    fitted_fwd = forward if w_fwd > 0 else []
+    attention = [s for s in samples if s.kind == "attention"]
+    attention += [op for f in fitted_fwd for op in f.ops if op.kind == "attention"]
     free = ["flops_per_s", "bytes_per_s", "compute_memory_overlap", "op_overhead_us"]
     if len({s.rows for s in gemms}) >= 2:
         free.append("matmul_half_rows")
-    if len({s.seqs for s in samples if s.kind == "attention"}) >= 2:
+    if len({s.seqs for s in attention}) >= 2:
         free.append("attention_seq_overhead_us")
-    if any(s.kind == "attention" and s.flops > 0 for s in samples):
+    if any(s.flops > 0 for s in attention):
         free.append("attention_efficiency")
+    if any(s.nbytes > 0 for s in attention):
+        free.append("attention_memory_efficiency")
     free = [p for p in KERNEL_PARAMS if p in free and p not in fixed]
-    if len(samples) < len(free) + 1:
+    if len(samples) + len(fitted_fwd) < len(free) + 1:
         raise InputError("op samples", f"the kernel fit of {len(free)} parameters needs at least "
-                         f"{len(free) + 1} samples, got {len(samples)}")
+                         f"{len(free) + 1} samples, got {len(samples) + len(fitted_fwd)}")
     measured = np.array([s.seconds for s in samples])
+    fwd_ops, fwd_counts = _forward_design(forward)
+    fwd_measured = np.array([f.seconds for f in forward])
+    weights = np.concatenate([np.ones(len(samples)), np.full(len(fitted_fwd), w_fwd)])
     f0 = max(s.flops / s.seconds for s in gemms)
     b0 = max(s.nbytes / s.seconds for s in (gemms if any(s.nbytes for s in gemms) else samples))
     t_min_us = float(measured.min()) * 1e6
     scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
     lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "compute_memory_overlap": 0.0,
-             "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0, "attention_efficiency": 1e-4}
+             "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0, "attention_efficiency": 1e-4,
+             "attention_memory_efficiency": 1e-3}
     upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "compute_memory_overlap": 1.0,
              "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf,
-             "attention_efficiency": 1.0}
+             "attention_efficiency": 1.0, "attention_memory_efficiency": 1.0}
 
     defaults = {"flops_per_s": f0, "bytes_per_s": b0}
 
@@ -222,27 +314,40 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         values = {k: float(v) * scale.get(k, 1.0) for k, v in zip(free, x)}
         return KernelParams(**{**defaults, **fixed, **values})
 
+    def predict(params: KernelParams, with_forward: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted seconds of the op samples and of the forward passes."""
+        gpu = params.spec(step_overhead_us=step_overhead_us)
+        ops = np.array([op_time_s(s, gpu) for s in samples])
+        if not forward or not with_forward:
+            return ops, np.zeros(0)
+        per_op = np.array([op_time_s(op, gpu) for op in fwd_ops])
+        return ops, fwd_counts @ per_op + step_overhead_s(build_cluster(gpu, 1, "fit", "fit"))
+
     def residuals(x: np.ndarray) -> np.ndarray:
-        gpu = params_of(x).spec()
-        return np.log(np.array([op_time_s(s, gpu) for s in samples]) / measured)
+        ops, fwd = predict(params_of(x), bool(fitted_fwd))
+        r = np.log(np.concatenate([ops / measured, fwd / fwd_measured[:len(fwd)]]))
+        return _robust(r, weights)
 
     best = None
     for n_half in (2.0, 64.0):
         for overlap in (0.2, 0.8):
             start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half,
                      "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
-                     "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5}
+                     "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5,
+                     "attention_memory_efficiency": 0.5}
             x0 = np.array([start[p] for p in free])
             sol = least_squares(residuals, x0, bounds=([lower[p] for p in free], [upper[p] for p in free]),
-                                x_scale="jac", method="trf", loss="soft_l1", f_scale=0.1, xtol=1e-12,
-                                ftol=1e-12, gtol=1e-12, max_nfev=4000)
+                                x_scale="jac", method="trf", loss="linear", xtol=1e-12, ftol=1e-12, gtol=1e-12,
+                                max_nfev=4000)
             if best is None or sol.cost < best.cost:
                 best = sol
     params = params_of(best.x)
-    gpu = params.spec()
-    table = tuple(Residual(s.kind, s.label, s.seconds, op_time_s(s, gpu)) for s in samples)
-    err = _stderr(best.jac, best.fun * (1 + (best.fun / 0.1) ** 2) ** -0.25)  # soft-L1 weights, as scipy's J
-    return KernelFit(params, tuple(free), table, {p: e * scale.get(p, 1.0) for p, e in zip(free, err)})
+    ops, fwd = predict(params)
+    table = tuple(Residual(s.kind, s.label, s.seconds, p) for s, p in zip(samples, ops))
+    fwd_table = tuple(Residual("forward", f.label, f.seconds, p) for f, p in zip(forward, fwd))
+    err = _stderr(best.jac, best.fun)  # Jacobian and residuals of the weighted soft-L1 transform
+    return KernelFit(params, tuple(free), table, {p: e * scale.get(p, 1.0) for p, e in zip(free, err)},
+                     fwd_table, w_fwd)
 
 
 # -- collectives and host copies ----------------------------------------------------------------------------

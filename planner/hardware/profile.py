@@ -71,6 +71,16 @@ def step_source(step: StepFit, measured_by: str) -> str:
             + (f"; per-sequence slope not in the cost model: {', '.join(slopes)}" if slopes else ""))
 
 
+def _forward_note(kernel: KernelFit) -> str:
+    """How the runtime's forward passes entered the kernel fit (empty without them)."""
+    if not kernel.forward:
+        return ""
+    n, rms, worst = residual_summary(kernel.forward)["forward"]
+    how = (f"each weighing {kernel.forward_sample_weight:.3g} op timings" if kernel.forward_sample_weight > 0
+           else "reported only, not fitted")
+    return f" and {n} timed forward passes of the runtime ({how}; RMS {rms:.1%}, max {worst:.1%})"
+
+
 def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None, facts: DeviceFacts,
                   step: StepFit | None = None) -> dict:
     """A catalog entry (the mapping under its name in a catalog file) from the fits, with a ``source`` for
@@ -100,6 +110,7 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
         "matmul_half_rows": _sig(k.matmul_half_rows), "compute_memory_overlap": _sig(k.compute_memory_overlap),
         "op_overhead_us": _sig(k.op_overhead_us), "attention_seq_overhead_us": _sig(k.attention_seq_overhead_us),
         "attention_efficiency": _sig(k.attention_efficiency),
+        "attention_memory_efficiency": _sig(k.attention_memory_efficiency),
         "step_overhead_us": _sig(step.step_overhead_us) if step else 0.0,
     }
     not_measured = f"not measured here: {base.name} figures" if facts.base else "not measured here: defaults"
@@ -108,8 +119,8 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
         "links": not_measured, "latency": not_measured,
         "host": facts.planning_source,
         "efficiency": (f"fitted by {by}: achieved/peak of the roofline over {len(kernel.residuals)} op timings "
-                       f"({_rms(kernel.residuals)})" + (f"; held fixed: {', '.join(held)} ({facts.fixed_note})"
-                                                        if held else "")),
+                       f"({_rms(kernel.residuals)})" + _forward_note(kernel)
+                       + (f"; held fixed: {', '.join(held)} ({facts.fixed_note})" if held else "")),
         "reserve": facts.reserve_source,
         "overheads": (f"fitted by {by} (free: {', '.join(kernel.free)}); "
                       + (step_source(step, by) if step else "step_overhead_us not measured (0)")),

@@ -1,5 +1,6 @@
-"""``seesaw-calibrate`` end to end with tiny settings (--quick, a 64-wide model, world size 2 only: about
-10 s on 2 cores), the profile loading as a catalog file and in cluster files, and bad input (exit 2).
+"""``seesaw-calibrate`` end to end with tiny settings (--quick, a random 64-wide checkpoint whose forward
+passes the runtime also times, world size 2 only: about 20 s on 2 cores), the profile loading as a catalog
+file and in cluster files, the timings file's refit, and bad input (exit 2).
 
 No timing assertions: the measured figures depend on the machine and its load.
 """
@@ -10,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from helpers.checkpoints import LLAMA_GQA
+from helpers.checkpoints import LLAMA_GQA, write_random_checkpoint
 from seesaw.cli.calibrate import main
 from seesaw.planner.hardware import SOURCE_GROUPS, load_catalog, load_cluster
 from seesaw.planner.hardware.catalog import OVERHEAD_FIELDS
@@ -18,16 +19,16 @@ from seesaw.planner.hardware.catalog import OVERHEAD_FIELDS
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    (folder / "config.json").write_text(json.dumps(LLAMA_GQA))
-    return folder
+    """A random LLAMA_GQA checkpoint folder (config.json + safetensors): --model and --checkpoint take it."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("model"), LLAMA_GQA)
 
 
 @pytest.fixture(scope="module")
 def calibrated(tiny_model, tmp_path_factory):
+    """One calibration with the runtime's forward passes; --model defaults to the checkpoint's config."""
     out_dir = tmp_path_factory.mktemp("profile")
     out, timings = out_dir / "profile.yaml", out_dir / "timings.json"
-    code = main(["--model", str(tiny_model), "--quick", "--world-sizes", "2", "--tp", "1,2", "--out", str(out),
+    code = main(["--checkpoint", str(tiny_model), "--quick", "--world-sizes", "2", "--tp", "1,2", "--out", str(out),
                  "--save-timings", str(timings), "--no-progress"])
     assert code == 0
     return out, timings
@@ -41,6 +42,8 @@ def test_profile_loads_as_a_catalog_file(calibrated):
     assert cpu.dtype_bytes == 4 and cpu.link == "gloo" and cpu.memory_gb == 4 and cpu.host_memory_gb_per_gpu == 3
     assert cpu.peak_flops > 0 and cpu.memory_gb_per_s > 0 and cpu.gpu_link_gb_per_s > 0 and cpu.host_link_gb_per_s > 0
     assert 0 <= cpu.compute_memory_overlap <= 1 and 0 < cpu.attention_efficiency <= 1 and cpu.step_overhead_us > 0
+    assert 0 < cpu.attention_memory_efficiency <= 1
+    assert "timed forward passes of the runtime" in cpu.source["efficiency"]
     assert "step_overhead_us measured by seesaw-calibrate" in cpu.source["overheads"]
     assert cpu.collective_launch_us == 0  # one world size: launch and per-hop latency are not separable
     for group in (*SOURCE_GROUPS, "overheads"):
@@ -76,11 +79,19 @@ def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Fit quality per group" in printed and "Fitted parameters" in printed and "all_reduce" in printed
     assert "Micro-batch round trips" in printed and "step_overhead_us" in printed
+    assert "Forward passes of the runtime" in printed and "forward decode" in printed
     first, second = load_catalog(out)["cpu"], load_catalog(again)["cpu2"]
     assert second.bf16_tflops == first.bf16_tflops and second.gpu_link_latency_us == first.gpu_link_latency_us
     assert second.step_overhead_us == first.step_overhead_us
+    assert second.attention_memory_efficiency == first.attention_memory_efficiency
+    assert second.op_overhead_us == first.op_overhead_us
+    # forward passes only reported (weight 0)
+    unweighted = tmp_path / "unweighted.yaml"
+    assert main(["--model", str(tiny_model), "--refit", str(timings), "--out", str(unweighted),
+                 "--forward-weight", "0"]) == 0
+    assert "reported only, not fitted" in load_catalog(unweighted)["cpu"].source["efficiency"]
     # a timings file of an older version, without micro-batch round trips: step_overhead_us not measured
-    del data["steps"]
+    del data["steps"], data["forward"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data))
     oldest = tmp_path / "old.yaml"
@@ -97,6 +108,8 @@ def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
     (["--device", "tpu"], "--device"),
     (["--out", "/nonexistent-folder/p.yaml"], "--out"),
     (["--refit", "/nonexistent.json"], "--refit"),
+    (["--forward-weight", "-1"], "--forward-weight"),
+    (["--checkpoint", "/nonexistent-model.gguf"], "nonexistent-model.gguf"),
 ])
 def test_bad_input_exits_2_with_one_line(tiny_model, capsys, args, needle):
     code = main(["--model", str(tiny_model), "--no-progress", *args])
@@ -107,3 +120,20 @@ def test_bad_input_exits_2_with_one_line(tiny_model, capsys, args, needle):
 def test_unknown_model_exits_2(capsys):
     assert main(["--model", "no-such-model"]) == 2
     assert "model" in capsys.readouterr().err
+
+
+def test_model_or_checkpoint_is_needed(capsys):
+    assert main(["--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "--checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_timings_file_holds_the_forward_passes(calibrated):
+    _, timings = calibrated
+    forward = json.loads(timings.read_text())["forward"]
+    assert {f["kind"] for f in forward} == {"prefill", "decode"}
+    for f in forward:
+        assert f["seconds"] > 0 and len(f["ops"]) == len(f["counts"]) and f["seqs"] == len(f["context_lens"]) >= 1
+        attention = sum(n for op, n in zip(f["ops"], f["counts"]) if op["kind"] == "attention")
+        assert attention == LLAMA_GQA["num_hidden_layers"]
+    assert len({f["seqs"] for f in forward if f["kind"] == "decode"}) >= 3  # the decode batch shrinks

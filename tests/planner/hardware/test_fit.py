@@ -6,6 +6,8 @@ multiplicative noise (0.2 %, fixed seed); every fitted parameter must come back 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from seesaw.planner.hardware import GPUSpec, build_cluster
 from seesaw.planner.hardware.fit import (
     CommSample,
     CopySample,
+    ForwardSample,
     KernelParams,
     OpSample,
     StepSample,
@@ -23,15 +26,18 @@ from seesaw.planner.hardware.fit import (
     fit_copy,
     fit_kernels,
     fit_step,
+    forward_time_s,
     op_time_s,
     residual_summary,
 )
+from seesaw.planner.hardware.forward import forward_graph, forward_sample
 from seesaw.planner.hardware.profile import DeviceFacts, profile_entry
 
 NOISE = 0.002
 TRUTH = GPUSpec(name="truth", memory_gb=4, dtype_bytes=4, bf16_tflops=0.12, matmul_efficiency=0.8,
                 memory_gb_per_s=20, memory_efficiency=0.7, matmul_half_rows=24, compute_memory_overlap=0.4,
-                op_overhead_us=15, attention_seq_overhead_us=8, attention_efficiency=0.3, link="gloo",
+                op_overhead_us=15, attention_seq_overhead_us=8, attention_efficiency=0.3,
+                attention_memory_efficiency=0.25, link="gloo",
                 gpu_link_gb_per_s=1.5, gpu_link_latency_us=60, collective_launch_us=30, host_link_gb_per_s=12,
                 link_efficiency=1.0)
 MiB = 2**20
@@ -79,7 +85,7 @@ def test_kernel_fit_recovers_known_parameters_within_2_percent():
     fit = fit_kernels(samples)
     truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
              "matmul_half_rows": 24, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
-             "attention_seq_overhead_us": 8, "attention_efficiency": 0.3}
+             "attention_seq_overhead_us": 8, "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
     assert set(fit.free) == set(truth)
     for name, value in truth.items():
         assert getattr(fit.params, name) == pytest.approx(value, rel=0.02), name
@@ -148,16 +154,18 @@ def test_without_attention_or_row_sweep_those_terms_are_not_fitted():
     samples = [s for s in synthetic_op_samples(TRUTH) if s.kind == "gemm" and s.rows == 64]
     fit = fit_kernels(samples)
     assert "matmul_half_rows" not in fit.free and "attention_seq_overhead_us" not in fit.free
-    assert "attention_efficiency" not in fit.free
+    assert "attention_efficiency" not in fit.free and "attention_memory_efficiency" not in fit.free
     assert fit.params.matmul_half_rows == 0 and fit.params.attention_seq_overhead_us == 0
-    assert fit.params.attention_efficiency == 1
+    assert fit.params.attention_efficiency == 1 and fit.params.attention_memory_efficiency == 1
 
 
 def test_attention_efficiency_is_free_only_with_attention_flops():
     gemms = [s for s in synthetic_op_samples(TRUTH) if s.kind == "gemm"]
     no_flops = [OpSample("attention", 0.0, 1e6, 1e-4, seqs=n) for n in (1, 2)]
-    assert "attention_efficiency" not in fit_kernels(gemms + no_flops).free
-    assert "attention_efficiency" in fit_kernels(synthetic_op_samples(TRUTH)).free
+    free = fit_kernels(gemms + no_flops).free
+    assert "attention_efficiency" not in free and "attention_memory_efficiency" in free
+    free = fit_kernels(synthetic_op_samples(TRUTH)).free
+    assert "attention_efficiency" in free and "attention_memory_efficiency" in free
 
 
 @pytest.mark.parametrize("call, group, problem", [
@@ -205,6 +213,7 @@ def test_profile_entry_is_a_valid_catalog_entry_with_efficiencies_of_the_fit():
     assert spec.host_link_gb_per_s == pytest.approx(12, rel=1e-3) and spec.step_overhead_us == 0
     assert spec.matmul_half_rows == pytest.approx(24, rel=0.02)
     assert spec.attention_efficiency == pytest.approx(0.3, rel=0.02)
+    assert spec.attention_memory_efficiency == pytest.approx(0.25, rel=0.02)
     assert "attention_efficiency" in spec.source["overheads"] and "not measured" in spec.source["overheads"]
     assert all(spec.source[g] for g in ("compute", "links", "latency", "host", "efficiency", "reserve", "overheads"))
     assert "pageable" in spec.source["links"]
@@ -222,8 +231,9 @@ def test_profile_entry_without_comm_keeps_the_base_links():
 
 
 def test_kernel_params_spec_has_exact_rates():
-    spec = KernelParams(5e10, 1e10, 3, 0.5, 2, 1).spec()
+    spec = KernelParams(5e10, 1e10, 3, 0.5, 2, 1, 0.5, 0.2).spec(step_overhead_us=40)
     assert spec.achievable_flops == pytest.approx(5e10) and spec.achievable_memory_bytes_per_s == pytest.approx(1e10)
+    assert (spec.attention_efficiency, spec.attention_memory_efficiency, spec.step_overhead_us) == (0.5, 0.2, 40)
 
 
 def test_standard_errors_match_the_noise():
@@ -299,3 +309,123 @@ def test_profile_entry_carries_the_step_overhead_and_its_source():
     source = spec.source["overheads"]
     assert "step_overhead_us measured by test" in source and "6 micro-batch round trips" in source
     assert "decode 20" in source and "prefill" not in source.split("slope")[-1]
+
+
+# -- forward passes of the runtime ---------------------------------------------------------------------------
+STEP_US = 300.0
+FORWARD_STEPS = (  # (kind, context lengths) of the synthetic runtime steps
+    *(("prefill", [n]) for n in (16, 64, 256, 1024)),
+    ("prefill", [128] * 4), ("prefill", [32] * 8),
+    *(("decode", [c] * n) for n in (1, 4, 16) for c in (64, 512, 2048)),
+    ("decode", [40, 300, 900, 2000]), ("decode", [16] * 32),
+)
+
+
+def stage_cost_s(gpu: GPUSpec, kind: str, context_lens: list[int]) -> float:
+    """What seesaw-validate predicts for a TP-1, one-stage step: CostModel.stage_cost over step_parts."""
+    from seesaw.ir.layout import Layout
+    from seesaw.planner.cost.model import NS, CostModel
+    from seesaw.planner.validation.predict import step_parts
+    from seesaw.planner.workload import Workload
+
+    cfg = load_model_config("SmolLM2-135M")
+    cost = CostModel(cfg, build_cluster(gpu, 1, "test", "test"), Workload("w", [64], [8]))
+    st = cost.stage_cost(Layout(1, 1, 1), step_parts(kind, context_lens))
+    return st.stage_ns(0, cfg.num_hidden_layers) / NS
+
+
+def synthetic_forward_samples(gpu: GPUSpec, seed: int = 4) -> list[ForwardSample]:
+    """FORWARD_STEPS timed as the cost model predicts them (stage_cost, STEP_US per step), with noise."""
+    rng = np.random.default_rng(seed)
+    graph = forward_graph(load_model_config("SmolLM2-135M"))
+    gpu = gpu.model_copy(update={"step_overhead_us": STEP_US})
+    return [forward_sample(graph, kind, lens, stage_cost_s(gpu, kind, lens) * _noise(rng), gpu.dtype_bytes)
+            for kind, lens in FORWARD_STEPS]
+
+
+def test_forward_sample_holds_every_compute_op_of_the_model():
+    cfg = load_model_config("SmolLM2-135M")
+    graph = forward_graph(cfg)
+    s = forward_sample(graph, "decode", [100, 200, 300], 0.1, 4)
+    assert (s.kind, s.seqs, s.tokens, s.label) == ("decode", 3, 3, "decode 3 seqs, 3 tok, context 100-300")
+    assert s.context_lens == (100, 200, 300)
+    per_layer = [op for op in graph.layer_ops(0) if not op.is_comm]
+    assert sum(s.counts) == len(graph.pre_ops()) + cfg.num_hidden_layers * len(per_layer) + len(graph.post_ops())
+    attn = [(op, n) for op, n in zip(s.ops, s.counts) if op.kind == "attention"]
+    assert len(attn) == 1 and attn[0][1] == cfg.num_hidden_layers and attn[0][0].seqs == 3
+    op = graph.op("layers.0.attention")
+    assert attn[0][0].flops == sum(op.flops(PassShape.decode(1, c)) for c in (100, 200, 300))
+    gemm_rows = {o.label: o.rows for o in s.ops if o.kind == "gemm"}
+    assert gemm_rows["q_proj"] == 3 and gemm_rows["lm_head"] == 3
+    prefill = forward_sample(graph, "prefill", [10, 20], 0.1, 4)
+    assert prefill.tokens == 30 and {o.rows for o in prefill.ops if o.kind == "gemm"} == {30, 2}
+    with pytest.raises(ValueError):
+        forward_sample(graph, "transition", [1], 0.1, 4)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.4, 1.0])
+def test_forward_prediction_is_what_validate_predicts(overlap):
+    """forward_time_s equals CostModel.stage_cost over the step's parts (seesaw-validate's replay of a
+    TP-1 step), exactly where every attention part is on the same side of the roofline or overlap is 0."""
+    gpu = TRUTH.model_copy(update={"step_overhead_us": STEP_US, "compute_memory_overlap": overlap})
+    graph = forward_graph(load_model_config("SmolLM2-135M"))
+    for kind, lens in FORWARD_STEPS:
+        s = forward_sample(graph, kind, lens, 1.0, gpu.dtype_bytes)
+        assert forward_time_s(s, gpu) == pytest.approx(stage_cost_s(gpu, kind, lens), rel=1e-6), s.label
+    # a prefill mixing a memory-bound short prompt with compute-bound long ones: summed attention FLOPs
+    # and bytes are a little faster than the per-part sum unless the overlap is 0
+    mixed = forward_sample(graph, "prefill", [2, 1024], 1.0, gpu.dtype_bytes)
+    ratio = forward_time_s(mixed, gpu) / stage_cost_s(gpu, "prefill", [2, 1024])
+    assert ratio == pytest.approx(1.0, rel=1e-6) if overlap == 0 else 0.99 < ratio < 1.0
+
+
+def test_forward_passes_alone_recover_the_attention_terms():
+    """GEMM and elementwise op timings plus forward passes (no attention op timings): the attention
+    efficiencies come back within 2 % from the forward passes; the per-sequence attention overhead, a small
+    part of any whole pass, within 10 %."""
+    ops = [s for s in synthetic_op_samples(TRUTH) if s.kind != "attention"]
+    fit = fit_kernels(ops, forward=synthetic_forward_samples(TRUTH), step_overhead_us=STEP_US)
+    for name, tol in (("attention_efficiency", 0.02), ("attention_memory_efficiency", 0.02),
+                      ("attention_seq_overhead_us", 0.1)):
+        assert name in fit.free
+        assert getattr(fit.params, name) == pytest.approx(getattr(TRUTH, name), rel=tol), name
+    assert fit.params.flops_per_s == pytest.approx(TRUTH.achievable_flops, rel=0.02)
+    assert fit.forward_sample_weight == pytest.approx(len(ops) / len(FORWARD_STEPS))
+    assert [r.group for r in fit.forward] == ["forward"] * len(FORWARD_STEPS)
+    assert max(abs(r.error) for r in fit.forward) < 6 * NOISE
+
+
+def test_kernel_fit_with_forward_passes_recovers_every_parameter():
+    fit = fit_kernels(synthetic_op_samples(TRUTH), forward=synthetic_forward_samples(TRUTH),
+                      step_overhead_us=STEP_US)
+    truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
+             "matmul_half_rows": 24, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
+             "attention_seq_overhead_us": 8, "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
+    for name, value in truth.items():
+        assert getattr(fit.params, name) == pytest.approx(value, rel=0.02), name
+    assert residual_summary(fit.forward)["forward"][1] < 2 * NOISE
+
+
+def test_forward_weight_sets_how_much_the_forward_passes_pull():
+    """Forward passes timed 20 % slower than the ops predict: with weight 0 they are only reported (the
+    fit follows the op timings), with a large weight the fit moves to them."""
+    ops = synthetic_op_samples(TRUTH)
+    slow = [dataclasses.replace(f, seconds=f.seconds * 1.2) for f in synthetic_forward_samples(TRUTH)]
+    off = fit_kernels(ops, forward=slow, forward_weight=0.0, step_overhead_us=STEP_US)
+    assert off.forward_sample_weight == 0 and len(off.forward) == len(slow)
+    assert off.params.flops_per_s == pytest.approx(TRUTH.achievable_flops, rel=0.02)
+    assert all(r.error == pytest.approx(-1 / 6, abs=0.02) for r in off.forward)
+    on = fit_kernels(ops, forward=slow, forward_weight=20.0, step_overhead_us=STEP_US)
+    assert residual_summary(on.forward)["forward"][1] < 0.5 * residual_summary(off.forward)["forward"][1]
+    with pytest.raises(InputError, match="forward weight"):
+        fit_kernels(ops, forward=slow, forward_weight=-1.0)
+    with pytest.raises(InputError, match="non-positive"):
+        fit_kernels(ops, forward=[ForwardSample("decode", slow[0].ops, 0.0)])
+
+
+def test_profile_source_names_the_forward_passes():
+    fit = fit_kernels(synthetic_op_samples(TRUTH), forward=synthetic_forward_samples(TRUTH),
+                      step_overhead_us=STEP_US)
+    spec = GPUSpec(name="cal", **profile_entry(fit, None, None, _facts()))
+    assert f"{len(FORWARD_STEPS)} timed forward passes of the runtime" in spec.source["efficiency"]
+    assert spec.attention_memory_efficiency == pytest.approx(0.25, rel=0.02)

@@ -1,0 +1,89 @@
+"""``seesaw-calibrate --checkpoint``: time the runtime's own forward passes for the kernel fit.
+
+The micro-benchmarks time each op alone; inside a real forward pass the same ops run slower or faster
+(caches shared with the other ops, the paged KV cache, dispatch between kernels). This module plans a
+one-rank run of the checkpoint (``Layout(1, 1, 1)`` pinned for both phases, as ``seesaw-validate`` plans a
+static layout), serves a fixed synthetic request set with the runtime :class:`Engine` (warm-up first, EOS
+ignored: :func:`seesaw.cli.validate_runs.run_plan`) and turns every prefill / decode step record without a
+KV swap-in into a :class:`~seesaw.planner.hardware.fit.ForwardSample` (its ops from the record's sequence
+lengths, :mod:`seesaw.planner.hardware.forward`; measured = the record's ``service_s``: the scheduler's
+issue to reply of the micro-batch, which is what ``seesaw-validate`` compares with the cost model).
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from seesaw.ir.errors import InputError
+
+SEED = 0
+PLAN_TIME_LIMIT_S = 10.0
+
+
+def forward_requests(vocab_size: int, context_limit: int, quick: bool,
+                     seed: int = SEED) -> list[tuple[list[int], int]]:
+    """The calibration request set: ``(prompt ids, output length)`` pairs of random token prompts.
+
+    16 prompts geometrically spread over 32..1024 tokens with outputs 2, 4, .., 32 tokens (6 prompts of
+    16..256 and outputs 2..12 with ``quick``), outputs matched to prompts by a seeded shuffle: prefill steps
+    batch prompts of mixed lengths, and as sequences finish the decode batch shrinks from all of them to
+    one with a changing mix of contexts. Prompts are cut to ``context_limit`` minus the output length.
+    """
+    n, lo, hi, out_step = (6, 16, 256, 2) if quick else (16, 32, 1024, 2)
+    rng = random.Random(seed)
+    outputs = [out_step * (i + 1) for i in range(n)]
+    rng.shuffle(outputs)
+    requests = []
+    for i, out in enumerate(outputs):
+        length = min(round(lo * (hi / lo) ** (i / (n - 1))), context_limit - out)
+        if length < 1:
+            raise InputError("--checkpoint", f"the model's context limit ({context_limit}) is too short for "
+                                             f"calibration requests of {out} output tokens")
+        requests.append(([rng.randrange(vocab_size) for _ in range(length)], out))
+    return requests
+
+
+def plan_cluster(device_type: str, base, device_name: str, memory_gb: float):
+    """A one-rank cluster of this device for planning: the ``cpu`` entry on CPU; on CUDA the recognised
+    catalog entry ``base``, else a placeholder entry with the device's memory (its rates do not matter:
+    the plan pins the layout, and the runtime runs on CUDA for any entry not named ``cpu``)."""
+    from seesaw.planner.hardware import GPUSpec, build_cluster, load_cluster  # noqa: PLC0415
+
+    if device_type == "cpu":
+        return load_cluster("1xcpu")
+    gpu = base or GPUSpec(name=device_name, memory_gb=memory_gb, bf16_tflops=100.0, memory_gb_per_s=1000.0)
+    return build_cluster(gpu, 1, "seesaw-calibrate", "seesaw-calibrate")
+
+
+def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> list:
+    """Serve the calibration requests (:func:`forward_requests`) with the runtime on a one-rank plan of
+    the checkpoint ``folder`` for ``cluster`` and return one ForwardSample per prefill / decode step that
+    swapped no KV in (``dtype_bytes``: what the ranks compute in, 4 for fp32 on CPU, 2 for bf16 on CUDA).
+    Raises CommandError when a worker fails."""
+    from seesaw.cli.validate_runs import run_plan  # noqa: PLC0415
+    from seesaw.codegen import build_execution_plan  # noqa: PLC0415
+    from seesaw.ir import load_model_config  # noqa: PLC0415
+    from seesaw.ir.layout import Layout  # noqa: PLC0415
+    from seesaw.planner.hardware.forward import forward_graph, forward_sample  # noqa: PLC0415
+    from seesaw.planner.optimize.solve import plan as make_plan  # noqa: PLC0415
+    from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
+    from seesaw.planner.workload import Workload  # noqa: PLC0415
+    from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint  # noqa: PLC0415
+
+    ckpt = Checkpoint(folder)
+    cfg = load_model_config(folder)
+    limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
+    requests = forward_requests(cfg.vocab_size, limit, quick)
+    workload = Workload("calibration", [len(p) for p, _ in requests], [n for _, n in requests])
+    one = Layout(1, 1, 1)
+    decision = make_plan(cfg, cluster, workload, SearchOptions(prefill=one, decode=one),
+                         time_limit_s=PLAN_TIME_LIMIT_S)
+    exec_plan = build_execution_plan(cfg, decision, cluster, workload)
+    check_fingerprint(ckpt, exec_plan.model.fingerprint)
+    eos = ckpt.config.get("eos_token_id")
+    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    _, steps = run_plan(exec_plan, folder, requests, eos_ids)
+    graph = forward_graph(cfg)
+    return [forward_sample(graph, rec["kind"], rec["context_lens"], rec["service_s"], dtype_bytes)
+            for rec in steps
+            if rec["kind"] in ("prefill", "decode") and rec.get("swap_in_tokens", 0) == 0 and rec["service_s"] > 0]
