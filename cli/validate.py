@@ -47,6 +47,8 @@ def validate(
     out: Annotated[Path, typer.Option(help="folder for report.md, results.json and the plots")] = Path("validation"),
     title: Annotated[Optional[str], typer.Option(help="report title (default: checkpoint and cluster)")] = None,
     time_limit: Annotated[float, typer.Option(help="planner time limit per plan, seconds")] = 30.0,
+    replay: Annotated[Optional[Path], typer.Option(help="results.json of an earlier run with the same options: "
+                                                   "compare its measurements with the current model, run nothing")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Run the runtime over layouts and compare with the cost model's predictions."""
@@ -98,6 +100,7 @@ def validate(
 
     console = Console() if Console().is_terminal else Console(width=140)
     results, raw = [], []
+    saved = _load_replay(replay) if replay is not None else None
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), disable=not progress, transient=True, console=Console(stderr=True)) as bar:
@@ -106,7 +109,12 @@ def validate(
 
             def on_progress(phase: str, done: int, new: int, task=task) -> None:
                 bar.update(task, completed=done)
-            metrics, steps = run_plan(run.exec_plan, folder, requests, eos_ids, on_progress if progress else None)
+            if saved is not None:
+                if run.label not in saved:
+                    raise InputError("--replay", f"'{replay}' has no run '{run.label}' (it has {', '.join(saved)})")
+                metrics, steps = saved[run.label]["metrics"], saved[run.label]["steps"]
+            else:
+                metrics, steps = run_plan(run.exec_plan, folder, requests, eos_ids, on_progress if progress else None)
             bar.remove_task(task)
             phases = {ph: PhaseShape.from_stage_layers(getattr(run.decision, ph).layout,
                                                        getattr(run.decision, ph).stage_layers)
@@ -128,6 +136,17 @@ def validate(
             "command": "seesaw-validate " + " ".join(sys.argv[1:])}
     render_table(results, summary, meta, console)
     write_outputs(out, results, summary, meta, raw)
+
+
+def _load_replay(path: Path) -> dict[str, dict]:
+    """Runs of an earlier ``results.json`` by label. Raises InputError when unreadable or not one."""
+    try:
+        data = json.loads(path.read_text())
+        return {r["label"]: {"metrics": r["metrics"], "steps": r["steps"]} for r in data["raw"]}
+    except OSError as e:
+        raise InputError("--replay", f"cannot read '{path}': {e.strerror}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError("--replay", f"'{path}' is not a results.json written by seesaw-validate ({e})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.validation.metrics import ape, gap_to_best, kendall_tau, mape
-from seesaw.planner.validation.predict import PhaseShape, predict_step_s
+from seesaw.planner.validation.predict import PhaseShape, replay_steps_s
 
 PHASES = ("prefill", "decode")
 
@@ -61,9 +61,10 @@ class RunResult:
 def replay_run(cost: CostModel, phases: dict[str, PhaseShape], steps: list[dict]) -> dict[str, dict[int, float]]:
     """Predicted time per kind ("prefill", "decode", "transition") per replica for the recorded steps."""
     out: dict[str, dict[int, float]] = {"prefill": {}, "decode": {}, "transition": {}}
-    for rec in steps:
-        kind, r = rec["kind"], rec["replica"]
-        out[kind][r] = out[kind].get(r, 0.0) + predict_step_s(cost, phases, rec)
+    for r in sorted({rec["replica"] for rec in steps}):
+        mine = [rec for rec in steps if rec["replica"] == r]
+        for rec, t in zip(mine, replay_steps_s(cost, phases, mine)):
+            out[rec["kind"]][r] = out[rec["kind"]].get(r, 0.0) + t
     return out
 
 

@@ -5,9 +5,11 @@ context lengths, swapped-in tokens, and the time charged to it). For each record
 same stage-time terms the optimizer uses (:meth:`CostModel.stage_cost`, DESIGN.md section 4) on the exact
 batch, under the phase's layout and stage partition:
 
-- a step issued while the replica's pipeline was idle is charged its full latency: the sum of its stage
-  times (the pipeline fills);
-- a step issued behind others completes one bottleneck-stage time after its predecessor (steady state);
+- the steps of one replica go through its ``pp`` stages in order, at most ``pp`` in flight (a step is
+  issued when the one ``pp`` places earlier has returned); stage ``s`` starts step ``k`` once stage ``s-1``
+  has finished it and stage ``s`` has finished step ``k-1``. :func:`pipeline_service_s` runs this
+  recurrence; each step is charged the time from the previous step's completion (or from its own issue
+  when the pipeline was idle, which then includes the fill) to its completion, as the runtime charges it;
 - a decode step also pays the host->device copy of the KV it swaps in (per rank: its stage's layers and KV
   heads), a transition the reload of the target layout's largest stage.
 
@@ -71,14 +73,66 @@ def reload_s(cost: CostModel, phase: PhaseShape) -> float:
     return worst
 
 
+def pipeline_service_s(stage_times: list[list[float]], after_idle: list[bool], window: int) -> list[float]:
+    """Time charged to each of a replica's steps, issued in order through a pipeline.
+
+    ``stage_times[k][s]``: step ``k``'s time on stage ``s`` (s); ``after_idle[k]``: the pipeline was empty
+    when step ``k`` was issued (it starts at its issue time, taken as the previous completion); ``window``:
+    steps in flight at most (step ``k`` is issued when step ``k - window`` has completed).
+    Returns ``finish[k] - finish[k-1]`` (the runtime's charge), with ``finish[-1]`` = the issue time of an
+    after-idle step.
+    """
+    out: list[float] = []
+    done: list[float] = []  # completion time (last stage) of each step
+    stage_free: list[float] = []  # when each stage finishes its latest step
+    clock = 0.0
+    for k, (times, idle) in enumerate(zip(stage_times, after_idle)):
+        if idle or len(stage_free) != len(times):
+            clock = done[-1] if done else 0.0
+            stage_free = [clock] * len(times)
+            issue = clock
+        else:
+            issue = done[k - window] if k >= window else 0.0
+        t = issue
+        for s, dt in enumerate(times):
+            t = max(t, stage_free[s]) + dt
+            stage_free[s] = t
+        prev = done[-1] if done else 0.0
+        out.append(t - (issue if idle else prev))
+        done.append(t)
+    return out
+
+
+def replay_steps_s(cost: CostModel, phases: dict[str, PhaseShape], records: list[dict]) -> list[float]:
+    """Predicted time charged to each of one replica's step records, in order (see the module docstring).
+
+    Transitions and swap-ins run alone on the replica and are added to the step they belong to.
+    """
+    kinds = [r["kind"] for r in records]
+    stage_times = []
+    for rec in records:
+        if rec["kind"] == "transition":
+            stage_times.append([reload_s(cost, phases[rec["target"]])])
+        else:
+            stage_times.append(stage_times_s(cost, phases[rec["kind"]], rec["kind"], rec["context_lens"]))
+    out = [0.0] * len(records)
+    start = 0
+    for k in range(1, len(records) + 1):  # runs of one kind (a phase, or one transition)
+        if k == len(records) or kinds[k] != kinds[start] or kinds[k] == "transition":
+            kind = kinds[start]
+            window = len(stage_times[start]) if kind != "transition" else 1
+            seg = pipeline_service_s(stage_times[start:k], [r.get("after_idle", True) for r in records[start:k]],
+                                     window)
+            for i, t in enumerate(seg):
+                rec = records[start + i]
+                if kind == "decode":
+                    t += swap_in_s(cost, phases["decode"], rec.get("swap_in_tokens", 0))
+                out[start + i] = t
+            start = k
+    return out
+
+
 def predict_step_s(cost: CostModel, phases: dict[str, PhaseShape], record: dict) -> float:
-    """Predicted time charged to one step record (see the module docstring for the rules)."""
-    kind = record["kind"]
-    if kind == "transition":
-        return reload_s(cost, phases[record["target"]])
-    phase = phases[kind]
-    stages = stage_times_s(cost, phase, kind, record["context_lens"])
-    t = sum(stages) if record.get("after_idle", True) else max(stages)
-    if kind == "decode":
-        t += swap_in_s(cost, phase, record.get("swap_in_tokens", 0))
-    return t
+    """Predicted time of one step record on its own (issued into an idle pipeline: the sum of its stage
+    times, plus its swap-in or the transition's reload)."""
+    return replay_steps_s(cost, phases, [dict(record, after_idle=True)])[0]
