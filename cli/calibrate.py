@@ -9,7 +9,7 @@ bandwidth, elementwise ops, attention, all-reduce and send/recv at several sizes
 CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip of a micro-batch; fits the
 cost model's terms (:mod:`seesaw.planner.hardware.fit`); prints the measurements, the fitted parameters and
 the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. With
-``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on one rank
+``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on every core at once (``--forward-ranks``)
 (:mod:`seesaw.cli.calibrate_forward`) and fits the compute terms to them together with the op timings.
 Bad input
 exits with status 2 and one line naming the problem (no traceback); a failed measurement exits with 1.
@@ -57,9 +57,12 @@ def calibrate(
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="config.json path, folder, or shipped name (default: the checkpoint's)")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
-        help="Hugging Face folder or .gguf file: also time the runtime's forward passes of it on one rank")] = None,
+        help="Hugging Face folder or .gguf file: also time the runtime's forward passes of it (all ranks of --forward-ranks busy)")] = None,
     forward_weight: Annotated[float, typer.Option(
         help="weight of the forward passes in the fit, relative to all op timings together")] = 1.0,
+    forward_ranks: Annotated[Optional[int], typer.Option(
+        help="ranks serving the forward passes at once (default: every core on CPU, where ranks share caches, "
+             "memory bandwidth and clocks; 1 on CUDA)")] = None,
     tp: Annotated[str, typer.Option(help="TP degrees whose shard shapes to time, e.g. 1,2")] = "1",
     world_sizes: Annotated[str, typer.Option(help="world sizes for all-reduce timings, e.g. 2,3,4")] = "2,3,4",
     name: Annotated[Optional[str], typer.Option(help="profile entry name (default: cpu, or the GPU's name)")] = None,
@@ -87,6 +90,8 @@ def calibrate(
 
     if model is None and checkpoint is None:
         raise InputError("--model", "give --model or --checkpoint (whose config it then defaults to)")
+    if forward_ranks is not None and forward_ranks < 1:
+        raise InputError("--forward-ranks", f"must be >= 1, got {forward_ranks}")
     if not (forward_weight >= 0):
         raise InputError("--forward-weight", f"must be >= 0, got {forward_weight:g}")
     folder = None
@@ -141,7 +146,8 @@ def calibrate(
         from seesaw.cli.calibrate_forward import measure_forward, plan_cluster  # noqa: PLC0415
 
         memory = torch.cuda.get_device_properties(dev).total_memory / 1e9 if dev.type == "cuda" else 0.0
-        cluster = plan_cluster(dev.type, base, dev_name, memory)
+        ranks = forward_ranks or ((os.cpu_count() or 1) if dev.type == "cpu" else 1)
+        cluster = plan_cluster(dev.type, base, dev_name, memory, ranks)
         steps.append((FORWARD_LABEL, lambda: measure_forward(folder, cluster, quick, bench.dtype_bytes)))
     for w in worlds:
         steps.append((f"{'NCCL' if dev.type == 'cuda' else 'gloo'} world {w}",

@@ -2,7 +2,8 @@
 
 The micro-benchmarks time each op alone; inside a real forward pass the same ops run slower or faster
 (caches shared with the other ops, the paged KV cache, dispatch between kernels). This module plans a
-one-rank run of the checkpoint (``Layout(1, 1, 1)`` pinned for both phases, as ``seesaw-validate`` plans a
+data-parallel run of the checkpoint (``Layout(ranks, 1, 1)`` pinned for both phases, one replica per
+rank, ``--forward-ranks``: every core on CPU, whose ranks share caches, memory bandwidth and clocks, as ``seesaw-validate`` plans a
 static layout), serves a fixed synthetic request set with the runtime :class:`Engine` (warm-up first, EOS
 ignored: :func:`seesaw.cli.validate_runs.run_plan`) and turns every prefill / decode step record without a
 KV swap-in into a :class:`~seesaw.planner.hardware.fit.ForwardSample` (its ops from the record's sequence
@@ -43,21 +44,22 @@ def forward_requests(vocab_size: int, context_limit: int, quick: bool,
     return requests
 
 
-def plan_cluster(device_type: str, base, device_name: str, memory_gb: float):
-    """A one-rank cluster of this device for planning: the ``cpu`` entry on CPU; on CUDA the recognised
+def plan_cluster(device_type: str, base, device_name: str, memory_gb: float, ranks: int = 1):
+    """A cluster of ``ranks`` of this device for planning: the ``cpu`` entry on CPU; on CUDA the recognised
     catalog entry ``base``, else a placeholder entry with the device's memory (its rates do not matter:
     the plan pins the layout, and the runtime runs on CUDA for any entry not named ``cpu``)."""
     from seesaw.planner.hardware import GPUSpec, build_cluster, load_cluster  # noqa: PLC0415
 
     if device_type == "cpu":
-        return load_cluster("1xcpu")
+        return load_cluster(f"{ranks}xcpu")
     gpu = base or GPUSpec(name=device_name, memory_gb=memory_gb, bf16_tflops=100.0, memory_gb_per_s=1000.0)
-    return build_cluster(gpu, 1, "seesaw-calibrate", "seesaw-calibrate")
+    return build_cluster(gpu, ranks, "seesaw-calibrate", "seesaw-calibrate")
 
 
 def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> list:
-    """Serve the calibration requests (:func:`forward_requests`) with the runtime on a one-rank plan of
-    the checkpoint ``folder`` for ``cluster`` and return one ForwardSample per prefill / decode step that
+    """Serve the calibration requests (:func:`forward_requests`) with the runtime on a data-parallel plan of
+    the checkpoint ``folder`` over the cluster's ranks (each replica serves the whole set, so every rank
+    computes at once, as the ranks of a multi-rank layout do) and return one ForwardSample per prefill / decode step that
     swapped no KV in (``dtype_bytes``: what the ranks compute in, 4 for fp32 on CPU, 2 for bf16 on CUDA).
     Raises CommandError when a worker fails."""
     from seesaw.cli.validate_runs import run_plan  # noqa: PLC0415
@@ -74,8 +76,10 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
     cfg = load_model_config(folder)
     limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
     requests = forward_requests(cfg.vocab_size, limit, quick)
+    ranks = cluster.num_gpus
+    requests = [r for r in requests for _ in range(ranks)]  # every data-parallel replica serves the set
     workload = Workload("calibration", [len(p) for p, _ in requests], [n for _, n in requests])
-    one = Layout(1, 1, 1)
+    one = Layout(ranks, 1, 1)
     decision = make_plan(cfg, cluster, workload, SearchOptions(prefill=one, decode=one),
                          time_limit_s=PLAN_TIME_LIMIT_S)
     exec_plan = build_execution_plan(cfg, decision, cluster, workload)

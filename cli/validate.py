@@ -47,6 +47,7 @@ def validate(
     out: Annotated[Path, typer.Option(help="folder for report.md, results.json and the plots")] = Path("validation"),
     title: Annotated[Optional[str], typer.Option(help="report title (default: checkpoint and cluster)")] = None,
     time_limit: Annotated[float, typer.Option(help="planner time limit per plan, seconds")] = 30.0,
+    repeats: Annotated[int, typer.Option(help="runs per layout, interleaved over the layouts; figures are means")] = 3,
     replay: Annotated[Optional[Path], typer.Option(help="results.json of an earlier run with the same options: "
                                                    "compare its measurements with the current model, run nothing")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -62,14 +63,15 @@ def validate(
     from seesaw.ir.layout import Layout  # noqa: PLC0415
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415
     from seesaw.planner.hardware import load_cluster  # noqa: PLC0415
-    from seesaw.planner.validation.compare import compare_run, summarize  # noqa: PLC0415
+    from seesaw.planner.validation.compare import compare_run, merge_repeats, summarize  # noqa: PLC0415
     from seesaw.planner.validation.predict import PhaseShape  # noqa: PLC0415
     from seesaw.planner.workload import Workload  # noqa: PLC0415
     from seesaw.runtime.checkpoint import Checkpoint, prepare_checkpoint  # noqa: PLC0415
 
     if dataset not in ("sharegpt", "random"):
         raise InputError("--dataset", f"'{dataset}' is not a dataset (expected sharegpt or random)")
-    for opt, v in (("--num-prompts", num_prompts), ("--input-len", input_len), ("--output-len", output_len)):
+    for opt, v in (("--num-prompts", num_prompts), ("--input-len", input_len), ("--output-len", output_len),
+                   ("--repeats", repeats)):
         if v is not None and v < 1:
             raise InputError(opt, f"must be >= 1, got {v}")
     pairs = []
@@ -104,34 +106,40 @@ def validate(
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), disable=not progress, transient=True, console=Console(stderr=True)) as bar:
-        for i, run in enumerate(runs):
-            task = bar.add_task(f"[{i + 1}/{len(runs)}] {run.label}", total=len(requests))
+        per_run: dict[str, list] = {run.label: [] for run in runs}
+        rounds = 1 if saved is not None else repeats
+        for rnd in range(rounds):
+            for i, run in enumerate(runs):
+                task = bar.add_task(f"[round {rnd + 1}/{rounds}, {i + 1}/{len(runs)}] {run.label}", total=len(requests))
 
-            def on_progress(phase: str, done: int, new: int, task=task) -> None:
-                bar.update(task, completed=done)
-            if saved is not None:
-                if run.label not in saved:
-                    raise InputError("--replay", f"'{replay}' has no run '{run.label}' (it has {', '.join(saved)})")
-                metrics, steps = saved[run.label]["metrics"], saved[run.label]["steps"]
-            else:
-                metrics, steps = run_plan(run.exec_plan, folder, requests, eos_ids, on_progress if progress else None)
-            bar.remove_task(task)
-            phases = {ph: PhaseShape.from_stage_layers(getattr(run.decision, ph).layout,
-                                                       getattr(run.decision, ph).stage_layers)
-                      for ph in ("prefill", "decode")}
-            res = compare_run(run.label, cost, phases, metrics, steps,
-                              run.decision.prediction.tokens_per_s, run.chosen)
-            results.append(res)
-            raw.append({"label": run.label, "chosen": run.chosen, "metrics": metrics, "steps": steps,
-                        "plan": json.loads(run.exec_plan.model_dump_json())["schedule"],
-                        "predicted": {"tokens_per_s": run.decision.prediction.tokens_per_s,
-                                      **vars(run.decision.prediction.breakdown)}})
+                def on_progress(phase: str, done: int, new: int, task=task) -> None:
+                    bar.update(task, completed=done)
+                if saved is not None:
+                    if run.label not in saved:
+                        raise InputError("--replay", f"'{replay}' has no run '{run.label}' (it has {', '.join(saved)})")
+                    measured = saved[run.label]
+                else:
+                    measured = [run_plan(run.exec_plan, folder, requests, eos_ids, on_progress if progress else None)]
+                bar.remove_task(task)
+                phases = {ph: PhaseShape.from_stage_layers(getattr(run.decision, ph).layout,
+                                                           getattr(run.decision, ph).stage_layers)
+                          for ph in ("prefill", "decode")}
+                for metrics, steps in measured:
+                    per_run[run.label].append(compare_run(run.label, cost, phases, metrics, steps,
+                                                          run.decision.prediction.tokens_per_s, run.chosen))
+                    raw.append({"label": run.label, "round": len(per_run[run.label]), "chosen": run.chosen,
+                                "metrics": metrics, "steps": steps,
+                                "plan": json.loads(run.exec_plan.model_dump_json())["schedule"],
+                                "predicted": {"tokens_per_s": run.decision.prediction.tokens_per_s,
+                                              **vars(run.decision.prediction.breakdown)}})
+        results = [merge_repeats(per_run[run.label]) for run in runs]
     summary = summarize(results)
     meta = {"title": title or f"{Path(checkpoint).name} on {cluster}", "checkpoint": str(checkpoint),
             "model": cfg.name, "cluster": cluster, "device": cl.gpu.model_dump(mode="json"),
             "workload": {"name": wl_name, "requests": len(requests), "prompt_tokens": wl.prompt_tokens,
                          "output_tokens": wl.output_tokens},
             "threads_per_rank": int(os.environ.get("SEESAW_THREADS_PER_RANK", "1")), "cores": os.cpu_count(),
+            "repeats": len(next(iter(per_run.values()))) if per_run else 0,
             "wall_s": time.perf_counter() - started, "notes": notes,
             "command": "seesaw-validate " + " ".join(sys.argv[1:])}
     render_table(results, summary, meta, console)
@@ -142,7 +150,10 @@ def _load_replay(path: Path) -> dict[str, dict]:
     """Runs of an earlier ``results.json`` by label. Raises InputError when unreadable or not one."""
     try:
         data = json.loads(path.read_text())
-        return {r["label"]: {"metrics": r["metrics"], "steps": r["steps"]} for r in data["raw"]}
+        out: dict[str, list] = {}
+        for r in data["raw"]:
+            out.setdefault(r["label"], []).append((r["metrics"], r["steps"]))
+        return out
     except OSError as e:
         raise InputError("--replay", f"cannot read '{path}': {e.strerror}") from None
     except (ValueError, KeyError, TypeError) as e:

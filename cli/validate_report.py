@@ -18,8 +18,9 @@ def rows(results) -> list[list[str]]:
     """One table row per run (strings)."""
     out = []
     for r in results:
+        reps = r.extra.get("measured_tokens_per_s") or [r.measured_tokens_per_s]
         cells = [r.label + (" *" if r.chosen else ""), f"{r.predicted_tokens_per_s:,.1f}", f"{r.measured_tokens_per_s:,.1f}",
-                 _pct(r.throughput_error), f"{r.replay_tokens_per_s:,.1f}"]
+                 f"{min(reps):,.0f}-{max(reps):,.0f}", _pct(r.throughput_error), f"{r.replay_tokens_per_s:,.1f}"]
         for ph in ("prefill", "decode"):
             p = r.phases.get(ph)
             cells += ([f"{p.steps}", f"{1e3 * p.predicted_step_s:.1f}", f"{1e3 * p.measured_step_s:.1f}", _pct(p.error)]
@@ -30,7 +31,7 @@ def rows(results) -> list[list[str]]:
     return out
 
 
-HEADER = ["layouts", "pred. tok/s", "meas. tok/s", "error", "replay tok/s", "prefill steps", "pred. ms/step",
+HEADER = ["layouts", "pred. tok/s", "meas. tok/s", "meas. range", "error", "replay tok/s", "prefill steps", "pred. ms/step",
           "meas. ms/step", "error", "decode steps", "pred. ms/step", "meas. ms/step", "error", "transitions",
           "trans. ms pred/meas"]
 
@@ -76,7 +77,8 @@ def markdown(results, summary, meta: dict) -> str:
              f"Workload: {w['name']}, {w['requests']} requests, {w['prompt_tokens']:,} prompt + "
              f"{w['output_tokens']:,} output tokens (EOS ignored, each output exactly its request's length). "
              f"Device profile: `{dev['name']}`; {meta['threads_per_rank']} torch thread(s) per rank on "
-             f"{meta['cores']} cores; {meta['wall_s']:.0f} s in all.", "", "## Summary", ""]
+             f"{meta['cores']} cores; {meta['repeats']} run(s) per layout, interleaved over the layouts, figures "
+             f"are means (meas. range: the runs' throughputs); {meta['wall_s']:.0f} s in all.", "", "## Summary", ""]
     lines += [f"- {line}" for line in summary_lines(summary)]
     lines += ["", "## Per layout", "",
               "`*` marks the planner's choice. Step times are the time the runtime charged to each step (time "

@@ -95,6 +95,26 @@ def compare_run(label: str, cost: CostModel, phases: dict[str, PhaseShape], metr
         transition_predicted_s=max(replay["transition"].values(), default=0.0), chosen=chosen)
 
 
+def merge_repeats(runs: list[RunResult]) -> RunResult:
+    """One :class:`RunResult` from repeated runs of the same plan: phase times, step counts, throughputs and
+    transition times averaged over the repeats (a machine's slow spells then weigh on every layout alike
+    when the repeats are interleaved); ``extra["measured_tokens_per_s"]`` keeps each repeat's figure."""
+    n = len(runs)
+    first = runs[0]
+    phases = {}
+    for ph in first.phases:
+        got = [r.phases[ph] for r in runs if ph in r.phases]
+        phases[ph] = PhaseResult(round(sum(p.steps for p in got) / len(got)), sum(p.measured_s for p in got) / len(got),
+                                 sum(p.predicted_s for p in got) / len(got))
+    mean = lambda f: sum(getattr(r, f) for r in runs) / n  # noqa: E731
+    return RunResult(
+        label=first.label, predicted_tokens_per_s=mean("predicted_tokens_per_s"),
+        measured_tokens_per_s=mean("measured_tokens_per_s"), replay_tokens_per_s=mean("replay_tokens_per_s"),
+        phases=phases, transitions=first.transitions, transition_measured_s=mean("transition_measured_s"),
+        transition_predicted_s=mean("transition_predicted_s"), chosen=first.chosen,
+        extra={"measured_tokens_per_s": [r.measured_tokens_per_s for r in runs]})
+
+
 @dataclass(frozen=True)
 class Summary:
     """The figures ``seesaw-validate`` reports over all runs (errors as fractions)."""

