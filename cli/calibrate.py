@@ -59,7 +59,7 @@ def calibrate(
     checkpoint: Annotated[Optional[Path], typer.Option(
         help="Hugging Face folder or .gguf file: also time the runtime's forward passes of it (all ranks of --forward-ranks busy)")] = None,
     forward_weight: Annotated[float, typer.Option(
-        help="weight of the forward passes in the fit, relative to all op timings together")] = 1.0,
+        help="weight of the forward passes in the fit, relative to all op timings together (3: the runtime's own passes dominate; the op timings fix the shape of each term)")] = 3.0,
     forward_ranks: Annotated[Optional[int], typer.Option(
         help="ranks serving the forward passes at once (default: every core on CPU, where ranks share caches, "
              "memory bandwidth and clocks; 1 on CUDA)")] = None,

@@ -82,8 +82,7 @@ def markdown(results, summary, meta: dict) -> str:
     lines += [f"- {line}" for line in summary_lines(summary)]
     lines += ["", "## Per layout", "",
               "`*` marks the planner's choice. Step times are the time the runtime charged to each step (time "
-              "since the previous completion: pipelined steps overlap), averaged over the phase of the slowest "
-              "replica; the prediction replays the same steps through the cost model. Throughput counts prompt "
+              "since the previous completion: pipelined steps overlap), averaged over the phase and over the replicas; the prediction replays the same steps through the cost model. Throughput counts prompt "
               "+ output tokens.", "",
               "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(results)]

@@ -252,9 +252,10 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     parameters (by :data:`KERNEL_PARAMS` name) at given values.
 
     ``forward``: each pass is predicted by :func:`forward_time_s` with the per-micro-batch overhead held at
-    ``step_overhead_us`` (from :func:`fit_step`); its residual joins the op residuals with weight
-    ``forward_weight * len(samples) / len(forward)`` (each op sample weighs 1), so that the forward passes
-    together weigh ``forward_weight`` times as much as all op samples together (0: reported, not fitted).
+    ``step_overhead_us`` (from :func:`fit_step`); its residual joins the op residuals with a weight such that
+    the forward passes together weigh ``forward_weight`` times as much as all op samples together (each op
+    sample weighs 1; 0: reported, not fitted), split equally between the kinds of pass (prefill, decode),
+    since a run has far more decode steps than prefill steps.
 
     ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts,
     ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (as ops, or
@@ -296,7 +297,10 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     measured = np.array([s.seconds for s in samples])
     fwd_ops, fwd_counts = _forward_design(forward)
     fwd_measured = np.array([f.seconds for f in forward])
-    weights = np.concatenate([np.ones(len(samples)), np.full(len(fitted_fwd), w_fwd)])
+    # each kind of pass (prefill, decode) weighs alike in total: decode steps far outnumber prefill steps
+    per_kind = {k: sum(1 for f in fitted_fwd if f.kind == k) for k in {f.kind for f in fitted_fwd}}
+    fwd_w = [w_fwd * len(fitted_fwd) / (len(per_kind) * per_kind[f.kind]) for f in fitted_fwd]
+    weights = np.concatenate([np.ones(len(samples)), np.array(fwd_w, dtype=float)])
     f0 = max(s.flops / s.seconds for s in gemms)
     b0 = max(s.nbytes / s.seconds for s in (gemms if any(s.nbytes for s in gemms) else samples))
     t_min_us = float(measured.min()) * 1e6

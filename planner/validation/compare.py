@@ -2,8 +2,9 @@
 
 A run's measurements are ``RunMetrics.as_dict()`` plus its ``steps`` (see ``runtime/engine.py``); its
 predictions are the planner's whole-run prediction for the plan it executed and the per-step replay of
-:mod:`seesaw.planner.validation.predict`. Phase times are per replica and the slowest replica counts (as
-the runtime reports them).
+:mod:`seesaw.planner.validation.predict`. Phase times are compared per replica and averaged over the
+replicas (the model predicts one rank's steps; on a shared CPU the replicas differ by noise, e.g. the
+scheduler process shares a core with one of them); whole-run throughput includes the slowest replica.
 """
 from __future__ import annotations
 
@@ -80,9 +81,11 @@ def compare_run(label: str, cost: CostModel, phases: dict[str, PhaseShape], metr
         counts[kind][r] = counts[kind].get(r, 0) + 1
     results = {}
     for ph in PHASES:
-        if measured[ph]:
-            slow = max(measured[ph], key=measured[ph].__getitem__)  # the slowest replica sets the phase time
-            results[ph] = PhaseResult(counts[ph][slow], measured[ph][slow], replay[ph].get(slow, 0.0))
+        if measured[ph]:  # mean over replicas: the model predicts one rank's steps (replicas differ by noise)
+            reps = list(measured[ph])
+            results[ph] = PhaseResult(round(sum(counts[ph][r] for r in reps) / len(reps)),
+                                      sum(measured[ph][r] for r in reps) / len(reps),
+                                      sum(replay[ph].get(r, 0.0) for r in reps) / len(reps))
     replay_total = max(sum(replay[k].get(r, 0.0) for k in replay) for r in
                        {r for k in replay for r in replay[k]}) if steps else 0.0
     tokens = metrics["prompt_tokens"] + metrics["output_tokens"]

@@ -36,7 +36,7 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
         raw = raws[0]
         kinds = {s["kind"] for s in raw["steps"]}
         assert {"prefill", "decode"} <= kinds
-        # phase times in the comparison are the step records' sums (slowest replica)
+        # phase times in the comparison are the step records' sums (mean over replicas)
         for ph in ("prefill", "decode"):
             per_replica = {}
             for s in raw["steps"]:
