@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -141,7 +142,7 @@ def validate(
             "threads_per_rank": int(os.environ.get("SEESAW_THREADS_PER_RANK", "1")), "cores": os.cpu_count(),
             "repeats": len(next(iter(per_run.values()))) if per_run else 0,
             "wall_s": time.perf_counter() - started, "notes": notes,
-            "command": "seesaw-validate " + " ".join(sys.argv[1:])}
+            "command": "seesaw-validate " + shlex.join(sys.argv[1:])}
     render_table(results, summary, meta, console)
     write_outputs(out, results, summary, meta, raw)
 
