@@ -35,7 +35,8 @@ import typer
 from seesaw.cli.common import run_app
 from seesaw.ir.errors import InputError
 
-from seesaw.cli.bench_runs import build_requests, memcpy_gb_per_s, run_seesaw, run_transformers, seesaw_entry
+from seesaw.cli.bench_runs import (build_requests, eos_token_ids, memcpy_gb_per_s, parse_layout_pairs, run_seesaw,
+                                   run_transformers, seesaw_entry)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -94,7 +95,6 @@ def bench(
 
     from seesaw.codegen import build_execution_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
-    from seesaw.ir.layout import Layout  # noqa: PLC0415
     from seesaw.planner.hardware import load_cluster  # noqa: PLC0415
     from seesaw.planner.optimize.solve import plan as make_plan  # noqa: PLC0415
     from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
@@ -108,19 +108,13 @@ def bench(
                    ("--threads-per-rank", threads_per_rank)):
         if v is not None and v < 1:
             raise InputError(opt, f"must be >= 1, got {v}")
-    pairs = []
-    for text in layout or []:
-        pre, sep, dec = text.partition(":")
-        if not sep:
-            raise InputError("--layout", f"'{text}' is not PREFILL:DECODE (e.g. pp3:tp3)")
-        pairs.append((Layout.parse(pre, field="--layout"), Layout.parse(dec, field="--layout")))
+    pairs = parse_layout_pairs(layout, "pp3:tp3")
 
     folder = prepare_checkpoint(checkpoint)
     ckpt = Checkpoint(folder)
     cfg = load_model_config(model_config if model_config is not None else folder)
     cl = load_cluster(cluster)
-    eos = ckpt.config.get("eos_token_id")
-    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    eos_ids = eos_token_ids(ckpt.config)
     pad = ckpt.config.get("pad_token_id")
     pad_id = pad if isinstance(pad, int) else min(eos_ids) if eos_ids else 0
     requests, wl_name = build_requests(dataset, folder, ckpt.config, num_prompts, input_len, output_len, seed)

@@ -12,6 +12,26 @@ from seesaw.ir.errors import InputError
 GB = 1e9
 
 
+# -- shared option parsing ---------------------------------------------------------------------------------
+def parse_layout_pairs(texts: list[str] | None, example: str = "pp3:tp3") -> list[tuple]:
+    """``--layout PREFILL:DECODE`` values as ``(Layout, Layout)`` pairs; InputError naming ``--layout``."""
+    from seesaw.ir.layout import Layout  # noqa: PLC0415
+
+    pairs = []
+    for text in texts or []:
+        pre, sep, dec = text.partition(":")
+        if not sep:
+            raise InputError("--layout", f"'{text}' is not PREFILL:DECODE (e.g. {example})")
+        pairs.append((Layout.parse(pre, field="--layout"), Layout.parse(dec, field="--layout")))
+    return pairs
+
+
+def eos_token_ids(config: dict) -> set[int]:
+    """The checkpoint config's ``eos_token_id`` (an id or a list of ids) as a set (empty when absent)."""
+    eos = config.get("eos_token_id")
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+
 # -- requests ----------------------------------------------------------------------------------------------
 def sharegpt_requests(tokenizer, num_prompts: int, output_cap: int | None, seed: int,
                       context_limit: int) -> list[tuple[list[int], int]]:

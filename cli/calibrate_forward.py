@@ -62,6 +62,7 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
     computes at once, as the ranks of a multi-rank layout do) and return one ForwardSample per prefill / decode step that
     swapped no KV in (``dtype_bytes``: what the ranks compute in, 4 for fp32 on CPU, 2 for bf16 on CUDA).
     Raises CommandError when a worker fails."""
+    from seesaw.cli.bench_runs import eos_token_ids  # noqa: PLC0415
     from seesaw.cli.validate_runs import run_plan  # noqa: PLC0415
     from seesaw.codegen import build_execution_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
@@ -84,8 +85,7 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
                          time_limit_s=PLAN_TIME_LIMIT_S)
     exec_plan = build_execution_plan(cfg, decision, cluster, workload)
     check_fingerprint(ckpt, exec_plan.model.fingerprint)
-    eos = ckpt.config.get("eos_token_id")
-    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    eos_ids = eos_token_ids(ckpt.config)
     _, steps = run_plan(exec_plan, folder, requests, eos_ids)
     graph = forward_graph(cfg)
     return [forward_sample(graph, rec["kind"], rec["context_lens"], rec["service_s"], dtype_bytes)

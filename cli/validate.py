@@ -57,11 +57,10 @@ def validate(
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
-    from seesaw.cli.bench_runs import build_requests  # noqa: PLC0415
+    from seesaw.cli.bench_runs import build_requests, eos_token_ids, parse_layout_pairs  # noqa: PLC0415
     from seesaw.cli.validate_report import render_table, write_outputs  # noqa: PLC0415
     from seesaw.cli.validate_runs import layout_pairs, plan_runs, run_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
-    from seesaw.ir.layout import Layout  # noqa: PLC0415
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415
     from seesaw.planner.hardware import load_cluster  # noqa: PLC0415
     from seesaw.planner.validation.compare import compare_run, merge_repeats, summarize  # noqa: PLC0415
@@ -75,12 +74,7 @@ def validate(
                    ("--repeats", repeats)):
         if v is not None and v < 1:
             raise InputError(opt, f"must be >= 1, got {v}")
-    pairs = []
-    for text in layout or []:
-        pre, sep, dec = text.partition(":")
-        if not sep:
-            raise InputError("--layout", f"'{text}' is not PREFILL:DECODE (e.g. tp2:pp2)")
-        pairs.append((Layout.parse(pre, field="--layout"), Layout.parse(dec, field="--layout")))
+    pairs = parse_layout_pairs(layout, "tp2:pp2")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -90,8 +84,7 @@ def validate(
     ckpt = Checkpoint(folder)
     cfg = load_model_config(folder)
     cl = load_cluster(cluster)
-    eos = ckpt.config.get("eos_token_id")
-    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    eos_ids = eos_token_ids(ckpt.config)
     requests, wl_name = build_requests(dataset, folder, ckpt.config, num_prompts, input_len, output_len, seed)
     wl = Workload(wl_name, [len(p) for p, _ in requests], [n for _, n in requests])
     pairs = pairs or layout_pairs(cfg, cl, wl)
