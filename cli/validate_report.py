@@ -104,9 +104,10 @@ def plot_throughput(results, path: Path) -> None:
     hi = max(xs + ys) * 1.15
     ax.plot([0, hi], [0, hi], color="gray", lw=1, label="predicted = measured")
     ax.fill_between([0, hi], [0, 0.85 * hi], [0, 1.15 * hi], color="gray", alpha=0.15, label="+-15 %")
-    for r, x, y in zip(results, xs, ys):
+    for i, (r, x, y) in enumerate(zip(results, xs, ys)):
         ax.scatter([x], [y], marker="*" if r.chosen else "o", s=120 if r.chosen else 40)
-        ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        # alternate the label side so that layouts landing together stay readable
+        ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12), fontsize=8)
     ax.set_xlim(0, hi)
     ax.set_ylim(0, hi)
     ax.set_xlabel("measured tokens/s")
