@@ -10,7 +10,9 @@ CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip 
 cost model's terms (:mod:`seesaw.planner.hardware.fit`); prints the measurements, the fitted parameters and
 the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. With
 ``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on every core at once (``--forward-ranks``)
-(:mod:`seesaw.cli.calibrate_forward`) and fits the compute terms to them together with the op timings.
+(:mod:`seesaw.cli.calibrate_forward`) and fits the compute terms to them together with the op timings; when
+the checkpoint's heads allow TP over the forward ranks it also times TP passes and fits
+``collective_launch_us`` and ``gpu_link_gb_per_s`` to them (collectives inside real steps).
 Bad input
 exits with status 2 and one line naming the problem (no traceback); a failed measurement exits with 1.
 """
@@ -165,9 +167,19 @@ def calibrate(
     step = F.fit_step(m.steps) if m.steps else None
     # GEMM timings cannot separate n_half from B_eff (see fit.py): B_eff = the measured streaming rate.
     # Forward passes are predicted with the per-micro-batch overhead of the step fit.
-    kernel = F.fit_kernels(m.ops, fixed={"bytes_per_s": stream.nbytes / stream.seconds}, forward=m.forward,
-                           forward_weight=forward_weight, step_overhead_us=step.step_overhead_us if step else 0.0)
+    # TP-1 passes join the kernel fit; TP passes (collectives inside real steps) then fit the link terms.
+    dp_forward = [f for f in m.forward if f.tp == 1]
+    tp_forward = [f for f in m.forward if f.tp > 1]
+    step_us = step.step_overhead_us if step else 0.0
+    kernel = F.fit_kernels(m.ops, fixed={"bytes_per_s": stream.nbytes / stream.seconds}, forward=dp_forward,
+                           forward_weight=forward_weight, step_overhead_us=step_us)
     comm = F.fit_comm(m.comm) if m.comm else None
+    links = None
+    if tp_forward:
+        latency_us = comm.params.link_latency_us if comm else (base.gpu_link_latency_us if base else 0.0)
+        held = 1.0 / (comm.params.link_gb_per_s * 1e9) if comm else None
+        links = F.fit_forward_links(tp_forward, kernel.params.spec(step_overhead_us=step_us), latency_us * 1e-6,
+                                    held)
     copy_fits = {k: F.fit_copy([c for c in copies if c.kind == k])
                  for k in ("pinned", "pageable") if any(c.kind == k for c in copies)}
     copy = copy_fits.get("pinned") or copy_fits.get("pageable")
@@ -205,11 +217,12 @@ def calibrate(
         base=base if datasheet or on_cpu else None,
         fixed_note=f"B_eff = the cold {stream.label} streaming rate; GEMM timings cannot separate it from "
                    "matmul_half_rows")
-    entry = profile_entry(kernel, comm, copy, facts, step)
+    entry = profile_entry(kernel, comm, copy, facts, step, links)
     entry_name = (name or ("cpu" if on_cpu else (base.name if base else dev_name))).strip()
     report = Console(width=None if sys.stdout.isatty() else 140)  # no wrapped sample labels in logs
-    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps, m.forward)
-    write_profile(out, entry_name, entry, by, kernel, comm, copy, step)
+    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps, dp_forward,
+                 links, tp_forward)
+    write_profile(out, entry_name, entry, by, kernel, comm, copy, step, links)
     console.print(f"wrote {out}: a catalog file of one entry; a cluster file takes it as 'gpu: {out.name}'")
 
 
@@ -224,7 +237,8 @@ class Measurements:
     stream: object  # OpSample of the weight-streaming GEMV (also in ops)
     reserves: list  # runtime memory per rank, bytes, one per world size
     steps: list  # StepSample: micro-batch round trips (absent from files of older versions: not measured)
-    forward: list = field(default_factory=list)  # ForwardSample: runtime forward passes (--checkpoint only)
+    forward: list = field(default_factory=list)  # ForwardSample: runtime forward passes (--checkpoint only),
+    # TP 1 (data-parallel run) and, where the heads allow it, tp = the forward ranks (one TP group)
 
     def save(self, path: Path) -> None:
         data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies", "steps", "forward") else
@@ -246,7 +260,9 @@ class Measurements:
                        [F.StepSample(**x) for x in d.get("steps", [])],
                        [F.ForwardSample(**{**x, "ops": tuple(F.OpSample(**o) for o in x["ops"]),
                                            "counts": tuple(x.get("counts") or ()),
-                                           "context_lens": tuple(x.get("context_lens") or ())})
+                                           "context_lens": tuple(x.get("context_lens") or ()),
+                                           "comms": tuple((str(k), float(b)) for k, b in x.get("comms") or ()),
+                                           "comm_counts": tuple(x.get("comm_counts") or ())})
                         for x in d.get("forward", [])])
         except OSError as e:
             raise InputError("--refit", f"cannot read '{path}': {e.strerror}") from None

@@ -9,6 +9,10 @@ ignored: :func:`seesaw.cli.validate_runs.run_plan`) and turns every prefill / de
 KV swap-in into a :class:`~seesaw.planner.hardware.fit.ForwardSample` (its ops from the record's sequence
 lengths, :mod:`seesaw.planner.hardware.forward`; measured = the record's ``service_s``: the scheduler's
 issue to reply of the micro-batch, which is what ``seesaw-validate`` compares with the cost model).
+When the heads allow TP over the ranks, the same request set is then served by one TP group
+(``Layout(1, ranks, 1)``) and its steps become TP forward samples: their all-reduces and all-gathers, which
+inside a step also wait for the partner rank to be scheduled, fit ``collective_launch_us`` and the link
+bandwidth (:func:`seesaw.planner.hardware.fit_links.fit_forward_links`).
 """
 from __future__ import annotations
 
@@ -61,12 +65,16 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
     the checkpoint ``folder`` over the cluster's ranks (each replica serves the whole set, so every rank
     computes at once, as the ranks of a multi-rank layout do) and return one ForwardSample per prefill / decode step that
     swapped no KV in (``dtype_bytes``: what the ranks compute in, 4 for fp32 on CPU, 2 for bf16 on CUDA).
-    Raises CommandError when a worker fails."""
+    When the checkpoint's heads allow TP over all the ranks (``valid_tp_degrees``), the same request set
+    (once, not per replica) is then served by one TP group, ``Layout(1, ranks, 1)`` for both phases, and its
+    steps are returned too as ForwardSamples with ``tp = ranks`` (their collectives inside real steps fit the
+    link terms). Raises CommandError when a worker fails."""
     from seesaw.cli.bench_runs import eos_token_ids  # noqa: PLC0415
     from seesaw.cli.validate_runs import run_plan  # noqa: PLC0415
     from seesaw.codegen import build_execution_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.ir.layout import Layout  # noqa: PLC0415
+    from seesaw.ir.sharding import valid_tp_degrees  # noqa: PLC0415
     from seesaw.planner.hardware.forward import forward_graph, forward_sample  # noqa: PLC0415
     from seesaw.planner.optimize.solve import plan as make_plan  # noqa: PLC0415
     from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
@@ -76,18 +84,27 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
     ckpt = Checkpoint(folder)
     cfg = load_model_config(folder)
     limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
-    requests = forward_requests(cfg.vocab_size, limit, quick)
+    base_requests = forward_requests(cfg.vocab_size, limit, quick)
     ranks = cluster.num_gpus
-    requests = [r for r in requests for _ in range(ranks)]  # every data-parallel replica serves the set
-    workload = Workload("calibration", [len(p) for p, _ in requests], [n for _, n in requests])
-    one = Layout(ranks, 1, 1)
-    decision = make_plan(cfg, cluster, workload, SearchOptions(prefill=one, decode=one),
-                         time_limit_s=PLAN_TIME_LIMIT_S)
-    exec_plan = build_execution_plan(cfg, decision, cluster, workload)
-    check_fingerprint(ckpt, exec_plan.model.fingerprint)
     eos_ids = eos_token_ids(ckpt.config)
-    _, steps = run_plan(exec_plan, folder, requests, eos_ids)
-    graph = forward_graph(cfg)
-    return [forward_sample(graph, rec["kind"], rec["context_lens"], rec["service_s"], dtype_bytes)
-            for rec in steps
-            if rec["kind"] in ("prefill", "decode") and rec.get("swap_in_tokens", 0) == 0 and rec["service_s"] > 0]
+
+    def serve(layout: Layout, requests: list) -> list[dict]:
+        workload = Workload("calibration", [len(p) for p, _ in requests], [n for _, n in requests])
+        decision = make_plan(cfg, cluster, workload, SearchOptions(prefill=layout, decode=layout),
+                             time_limit_s=PLAN_TIME_LIMIT_S)
+        exec_plan = build_execution_plan(cfg, decision, cluster, workload)
+        check_fingerprint(ckpt, exec_plan.model.fingerprint)
+        return run_plan(exec_plan, folder, requests, eos_ids)[1]
+
+    def samples(steps: list[dict], tp: int) -> list:
+        graph = forward_graph(cfg, tp)
+        return [forward_sample(graph, rec["kind"], rec["context_lens"], rec["service_s"], dtype_bytes, tp=tp)
+                for rec in steps
+                if rec["kind"] in ("prefill", "decode") and rec.get("swap_in_tokens", 0) == 0
+                and rec["service_s"] > 0]
+
+    # every data-parallel replica serves the set
+    out = samples(serve(Layout(ranks, 1, 1), [r for r in base_requests for _ in range(ranks)]), 1)
+    if ranks > 1 and ranks in valid_tp_degrees(cfg):
+        out += samples(serve(Layout(1, ranks, 1), base_requests), ranks)  # one TP group serves the set once
+    return out

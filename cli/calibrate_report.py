@@ -58,11 +58,23 @@ def _forward_table(kernel: F.KernelFit, samples) -> Table:
     return table
 
 
+def _tp_forward_table(links: F.ForwardLinkFit, samples) -> Table:
+    table = Table(title=f"TP forward passes of the runtime (tp {'/'.join(map(str, links.tps))}: compute of the "
+                        "fitted kernel terms + collectives; these fit collective_launch_us and the link bandwidth)")
+    for col in ("kind", "seqs", "tokens", "collectives", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for s, r in zip(samples, links.residuals):
+        table.add_row(s.kind, str(s.seqs), str(s.tokens), str(sum(s.comm_op_counts)), _t(r.measured_s),
+                      _t(r.predicted_s), f"{r.error:+.1%}")
+    return table
+
+
 def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit],
                  peak, stream, name: str, entry: dict, step: F.StepFit | None = None,
-                 step_samples=(), forward_samples=()) -> None:
-    """Print measured rates, every sample's residual, the per-group summary (forward passes also per kind)
-    and the fitted parameters."""
+                 step_samples=(), forward_samples=(), links: F.ForwardLinkFit | None = None,
+                 tp_samples=()) -> None:
+    """Print measured rates, every sample's residual, the per-group summary (forward passes also per kind;
+    TP forward passes as ``forward tp``) and the fitted parameters."""
     measured = Table(title="Measured")
     measured.add_column("what")
     measured.add_column("value", justify="right")
@@ -84,12 +96,17 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     console.print(_residual_table("Residuals (predicted by the fitted cost model vs measured)", residuals))
     if kernel.forward:
         console.print(_forward_table(kernel, forward_samples))
+    if links is not None:
+        console.print(_tp_forward_table(links, tp_samples))
     summary = Table(title="Fit quality per group (relative error)")
     for col in ("group", "samples", "RMS", "max |error|"):
         summary.add_column(col, justify="left" if col == "group" else "right")
     by_kind = [F.Residual(f"  forward {s.kind}", r.label, r.measured_s, r.predicted_s)
                for s, r in zip(forward_samples, kernel.forward)]
-    rows = F.residual_summary(residuals + list(kernel.forward)) | F.residual_summary(by_kind)
+    by_kind += [F.Residual(f"  forward tp {s.kind}", r.label, r.measured_s, r.predicted_s)
+                for s, r in zip(tp_samples, links.residuals if links else ())]
+    fitted = residuals + list(kernel.forward) + list(links.residuals if links else ())
+    rows = F.residual_summary(fitted) | F.residual_summary(by_kind)
     for group, (n, rms, worst) in rows.items():
         summary.add_row(group, str(n), f"{rms:.1%}", f"{worst:.1%}")
     console.print(summary)
@@ -124,7 +141,17 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
                                         ("link bandwidth", c.link_gb_per_s, "GB/s", "link_gb_per_s")):
             err = comm.stderr.get(key) if key in comm.free else None
             field = {"link_latency_us": "gpu_link_latency_us", "link_gb_per_s": "gpu_link_gb_per_s"}.get(key, key)
-            params.add_row(label, f"{value:.4g} {unit}", "fixed" if err is None else f"{err:.2g}", field)
+            params.add_row(label, f"{value:.4g} {unit}", "fixed" if err is None else f"{err:.2g}",
+                           field if links is None or key == "link_latency_us" else "(reported only)")
+    if links is not None:
+        for label, value, unit, key, field in (
+                ("collective_launch_us (TP forward passes)", links.collective_launch_us, "us",
+                 "collective_launch_us", "collective_launch_us"),
+                ("link bandwidth (TP forward passes)", links.link_gb_per_s, "GB/s", "link_gb_per_s",
+                 "gpu_link_gb_per_s")):
+            held = key == "link_gb_per_s" and links.bandwidth_held
+            params.add_row(label, f"{value:.4g} {unit}", "held (micro-benchmark)" if held else
+                           f"{links.stderr[key]:.2g}", field)
     used = "pinned" if "pinned" in copies else "pageable"
     for kind, cf in copies.items():
         params.add_row(f"host copy bandwidth ({kind})", f"{cf.host_link_gb_per_s:.4g} GB/s",
@@ -141,12 +168,13 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
 
 
 def write_profile(out: Path, name: str, entry: dict, measured_by: str, kernel: F.KernelFit,
-                  comm: F.CommFit | None, copy: F.CopyFit | None, step: F.StepFit | None = None) -> None:
+                  comm: F.CommFit | None, copy: F.CopyFit | None, step: F.StepFit | None = None,
+                  links: F.ForwardLinkFit | None = None) -> None:
     """Write ``{name: entry}`` as YAML with a comment header (command, fit quality); InputError naming
     ``--out`` when it cannot be written. The entry is validated as a :class:`GPUSpec` first."""
     GPUSpec(name=name, **entry)
     residuals = list(kernel.residuals) + list(comm.residuals if comm else ()) + list(copy.residuals if copy else ())
-    residuals += list(step.residuals if step else ()) + list(kernel.forward)
+    residuals += list(step.residuals if step else ()) + list(kernel.forward) + list(links.residuals if links else ())
     lines = [f"# Hardware profile written by {measured_by}.",
              "# A catalog file of one entry: load_catalog(this file), or a cluster file's 'gpu: <this file>'.",
              "# Fit quality (relative error of the fitted cost model per sample group):"]

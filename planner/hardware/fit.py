@@ -113,7 +113,11 @@ class ForwardSample:
     tokens (``kind`` prefill | decode; ``context_lens`` each sequence's prompt or context length), from the
     scheduler's issue to its reply, in ``seconds``. ``ops``: the compute ops it ran as :class:`OpSample`
     (their ``seconds`` unused), ``counts`` how many times each ran (a model's layers repeat the same ops;
-    empty: once each). Built from the IR by :func:`seesaw.planner.hardware.forward.forward_sample`."""
+    empty: once each). ``tp``: the ranks of the TP group that ran it (1: one rank holding the whole model);
+    ``ops`` are then one rank's shards and ``comms`` the collectives of the pass as ``(kind, nbytes)``
+    (``all_reduce`` bytes per rank, ``all_gather`` the gathered total, as ``comm_op_s`` sizes them),
+    ``comm_counts`` how many times each ran. Built from the IR by
+    :func:`seesaw.planner.hardware.forward.forward_sample`."""
 
     kind: Literal["prefill", "decode"]
     ops: tuple[OpSample, ...]
@@ -123,10 +127,17 @@ class ForwardSample:
     tokens: int = 0
     counts: tuple[int, ...] = ()
     context_lens: tuple[int, ...] = ()
+    tp: int = 1
+    comms: tuple[tuple[str, float], ...] = ()
+    comm_counts: tuple[int, ...] = ()
 
     @property
     def op_counts(self) -> tuple[int, ...]:
         return self.counts or (1,) * len(self.ops)
+
+    @property
+    def comm_op_counts(self) -> tuple[int, ...]:
+        return self.comm_counts or (1,) * len(self.comms)
 
 
 @dataclass(frozen=True)
@@ -214,7 +225,8 @@ class KernelFit:
 def forward_time_s(sample: ForwardSample, gpu: GPUSpec) -> float:
     """Predicted seconds of a measured forward pass on ``gpu``: ``op_time_s`` of each of its ops times the
     number of times it runs, plus the per-micro-batch ``step_overhead_s`` (``gpu.step_overhead_us``): the
-    sum :meth:`CostModel.stage_cost` makes for one stage holding every layer."""
+    sum :meth:`CostModel.stage_cost` makes for one stage holding every layer. Compute only: a TP pass's
+    collectives are added by :func:`seesaw.planner.hardware.fit_links.forward_tp_time_s`."""
     ops = sum(n * op_time_s(op, gpu) for op, n in zip(sample.ops, sample.op_counts))
     return ops + step_overhead_s(build_cluster(gpu, 1, "fit", "fit"))
 
@@ -278,6 +290,9 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         raise InputError("op samples", "the kernel fit needs at least one GEMM sample")
     _check_positive(samples, "op samples")
     _check_positive(forward, "forward samples")
+    if any(f.tp != 1 for f in forward):
+        raise InputError("forward samples", "the kernel fit takes TP-1 forward passes only (TP passes: "
+                                            "fit_forward_links)")
     w_fwd = forward_weight * len(samples) / len(forward) if forward else 0.0
     fitted_fwd = forward if w_fwd > 0 else []
     attention = [s for s in samples if s.kind == "attention"]
@@ -372,4 +387,5 @@ def _stderr(jac: np.ndarray, fun: np.ndarray) -> np.ndarray:
 
 # the linear fits live in fit_links.py (this file's size); their names stay importable from here
 from seesaw.planner.hardware.fit_links import (  # noqa: E402,F401
-    CommFit, CommParams, CopyFit, StepFit, comm_cluster, comm_time_s, fit_comm, fit_copy, fit_step)
+    CommFit, CommParams, CopyFit, ForwardLinkFit, StepFit, comm_cluster, comm_time_s, fit_comm, fit_copy,
+    fit_forward_links, fit_step, forward_tp_time_s)

@@ -16,8 +16,8 @@ from seesaw.ir.errors import InputError
 from seesaw.planner.cost.roofline import step_overhead_s
 from seesaw.planner.hardware.catalog import GB, GPUSpec
 from seesaw.planner.hardware.cluster import Cluster, build_cluster
-from seesaw.planner.hardware.fit import (CommSample, CopySample, Residual, StepSample, _check_positive,
-                                        _stderr)
+from seesaw.planner.hardware.fit import (CommSample, CopySample, ForwardSample, Residual, StepSample,
+                                        _check_positive, _stderr, forward_time_s)
 
 # -- collectives and host copies ----------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -99,6 +99,85 @@ def fit_comm(samples: Sequence[CommSample]) -> CommFit:
               "link_gb_per_s": params.link_gb_per_s * err[2] / x[2]}
     free = tuple(k for k in stderr if not (one_world and k == "collective_launch_us"))
     return CommFit(params, table, {k: v for k, v in stderr.items() if k in free}, free)
+
+
+# -- collectives inside the runtime's TP forward passes -----------------------------------------------------
+@dataclass(frozen=True)
+class ForwardLinkFit:
+    """``collective_launch_us`` and ``link_gb_per_s`` fitted to timed TP forward passes of the runtime (the
+    per-hop ``link_latency_us`` held at the micro-benchmark figure), residuals of the whole passes (group
+    ``forward tp``), standard errors keyed by field (bandwidth 0 when held), the TP degrees of the passes,
+    and whether the bandwidth was held at the micro-benchmark figure (see :func:`fit_forward_links`)."""
+
+    collective_launch_us: float
+    link_latency_us: float
+    link_gb_per_s: float
+    residuals: tuple[Residual, ...]
+    stderr: dict[str, float]
+    tps: tuple[int, ...] = ()
+    bandwidth_held: bool = False
+
+
+def forward_comm_s(sample: ForwardSample, cluster: Cluster) -> float:
+    """Seconds of the collectives of a TP forward pass on ``cluster``: ``Cluster.allreduce_s`` /
+    ``Cluster.allgather_s`` of each ``(kind, nbytes)`` over ``sample.tp`` ranks, times its count (what
+    ``comm_op_s`` charges inside ``stage_cost``); 0 at TP 1."""
+    if sample.tp == 1:
+        return 0.0
+    total = 0.0
+    for (kind, nbytes), n in zip(sample.comms, sample.comm_op_counts):
+        if kind == "all_reduce":
+            total += n * cluster.allreduce_s(nbytes, sample.tp)
+        elif kind == "all_gather":
+            total += n * cluster.allgather_s(nbytes, sample.tp)
+        else:
+            raise ValueError(f"unknown collective {kind!r} in forward sample '{sample.label}'")
+    return total
+
+
+def forward_tp_time_s(sample: ForwardSample, gpu: GPUSpec, cluster: Cluster) -> float:
+    """Predicted seconds of a timed forward pass: its compute (``forward_time_s`` on ``gpu``) plus its
+    collectives on ``cluster``'s links (:func:`forward_comm_s`)."""
+    return forward_time_s(sample, gpu) + forward_comm_s(sample, cluster)
+
+
+def fit_forward_links(samples: Sequence[ForwardSample], gpu: GPUSpec, latency_s: float,
+                      held_s_per_byte: float | None = None) -> ForwardLinkFit:
+    """Collective launch (s, >= 0) and seconds per byte (> 0) of the link, fitted to timed TP forward passes
+    of the runtime: each pass is predicted by :func:`forward_tp_time_s` with its compute on ``gpu`` (the
+    kernel terms and ``step_overhead_us`` already fitted) and its collectives on ``comm_cluster(tp, launch,
+    latency_s, s_per_byte)``, the per-hop ``latency_s`` held (from :func:`fit_comm`); relative residuals on
+    the whole pass time (``_linear_fit``). Inside a step every collective also waits for its partner ranks
+    to be scheduled, which isolated micro-benchmarks do not see: this fit puts that into the launch and
+    bandwidth terms. InputError without TP samples or when the message sizes cannot separate the two.
+
+    When the fitted seconds per byte ends at its lower bound (the passes' messages too small for their byte
+    term to show: a bandwidth of 1e6 GB/s) and ``held_s_per_byte`` is given (the micro-benchmark figure),
+    the bandwidth is held there instead and only the launch is fitted (``bandwidth_held``)."""
+    samples = list(samples)
+    if not samples or any(s.tp < 2 or not s.comms for s in samples):
+        raise InputError("forward tp samples", "the link fit needs forward passes at tp >= 2 with collectives")
+    _check_positive(samples, "forward tp samples")
+    compute = np.array([forward_time_s(s, gpu) for s in samples])
+    measured = np.array([s.seconds for s in samples])
+    tps = {s.tp for s in samples}
+
+    def predict(v: np.ndarray) -> np.ndarray:
+        clusters = {t: comm_cluster(t, float(v[0]), latency_s, float(v[1])) for t in tps}
+        return compute + np.array([forward_comm_s(s, clusters[s.tp]) for s in samples])
+
+    x, err = _linear_fit(predict, measured, np.array([1e-5, 1e-9]), np.array([0.0, 1e-15]),
+                         "forward tp samples", "need passes with different collective sizes")
+    held = held_s_per_byte is not None and x[1] <= 1e-15 * (1 + 1e-6)
+    if held:
+        x1, err1 = _linear_fit(lambda v: predict(np.array([v[0], held_s_per_byte])), measured, np.array([1e-5]),
+                               np.array([0.0]), "forward tp samples", "need a pass with collectives")
+        x, err = np.array([x1[0], held_s_per_byte]), np.array([err1[0], 0.0])
+    table = tuple(Residual("forward tp", s.label, s.seconds, p) for s, p in zip(samples, predict(x)))
+    bw = 1.0 / (x[1] * GB)
+    return ForwardLinkFit(x[0] * 1e6, latency_s * 1e6, bw, table,
+                          {"collective_launch_us": err[0] * 1e6, "link_gb_per_s": bw * err[1] / x[1]},
+                          tuple(sorted(tps)), bool(held))
 
 
 def fit_copy(samples: Sequence[CopySample]) -> CopyFit:

@@ -1,12 +1,12 @@
 """Forward passes of the runtime as calibration samples: the IR ops one micro-batch runs, as the cost model
 charges them.
 
-A timed step of the runtime (a prefill or decode micro-batch of one rank holding the whole model, TP 1) is
-turned into a :class:`~seesaw.planner.hardware.fit.ForwardSample` whose ops are exactly the terms
-:meth:`CostModel.stage_cost <seesaw.planner.cost.model.CostModel.stage_cost>` sums for that batch: every
-compute op of ``pre_ops`` + ``layer_ops(i)`` for each layer + ``post_ops`` (collectives skipped: there are
-none at TP 1), each with ``Op.flops`` / ``Op.device_bytes`` as :func:`~seesaw.planner.cost.roofline.compute_op_s`
-takes them:
+A timed step of the runtime (a prefill or decode micro-batch of one stage holding the whole model, on one
+rank or on the ``tp`` ranks of a TP group) is turned into a :class:`~seesaw.planner.hardware.fit.ForwardSample`
+whose ops are exactly the terms :meth:`CostModel.stage_cost <seesaw.planner.cost.model.CostModel.stage_cost>`
+sums for that batch: every compute op of ``pre_ops`` + ``layer_ops(i)`` for each layer + ``post_ops`` of the
+graph ``apply_tp(build_graph(cfg), tp)``, each with ``Op.flops(shape, tp)`` / ``Op.device_bytes(shape, tp,
+dtype)`` as :func:`~seesaw.planner.cost.roofline.compute_op_s` takes them:
 
 - linear and lm head -> a ``gemm`` sample of ``rows = op.tokens(merged shape)``;
 - attention -> one ``attention`` sample with FLOPs and bytes summed over the per-sequence
@@ -17,7 +17,13 @@ takes them:
   compute-bound long ones, a time shorter by ``overlap * (min(sum c, sum m) - sum min(c, m))``);
 - every other op -> an ``elementwise`` sample on the merged shape (``merge_parts``).
 
-The ops of a model's layers repeat, so each distinct op is stored once with the number of times it runs.
+At ``tp > 1`` the collectives of the pass (all-reduce after the attention output and MLP down projections,
+all-gather of the logits) are kept as ``(kind, nbytes)`` pairs, ``nbytes = op.comm_bytes(merge_parts(parts),
+dtype)`` exactly as :func:`~seesaw.planner.cost.roofline.comm_op_s` sizes them (per rank for an all-reduce, the
+gathered total for an all-gather); at TP 1 there are none.
+
+The ops of a model's layers repeat, so each distinct op (and collective) is stored once with the number of
+times it runs.
 """
 from __future__ import annotations
 
@@ -33,54 +39,70 @@ _GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
 _LAYER_PREFIX = re.compile(r"^layers\.\d+\.")
 
 
-def forward_graph(cfg: ModelConfig) -> ModelGraph:
-    """The model's op graph at TP 1 (what one rank holding the whole model runs)."""
-    return apply_tp(build_graph(cfg), 1)
+def forward_graph(cfg: ModelConfig, tp: int = 1) -> ModelGraph:
+    """The model's op graph at ``tp`` (what one rank of a TP group holding every layer runs; TP 1: one rank
+    holding the whole model)."""
+    return apply_tp(build_graph(cfg), tp)
 
 
-def forward_ops(graph: ModelGraph, parts: Sequence[PassShape],
-                dtype_bytes: int) -> tuple[tuple[OpSample, ...], tuple[int, ...]]:
-    """The distinct compute ops of one forward pass over ``parts`` on one TP-1 rank (see the module
-    docstring) and how many times each runs. Ops that cost nothing (no FLOPs, no bytes) are left out, as
+def _graph_tp(graph: ModelGraph, tp: int) -> None:
+    applied = graph.g.graph.get("tp", 1)
+    if applied != tp:
+        raise ValueError(f"the graph is split for tp {applied}, the forward pass asks for tp {tp}")
+
+
+def forward_ops(graph: ModelGraph, parts: Sequence[PassShape], dtype_bytes: int, tp: int = 1
+                ) -> tuple[tuple[OpSample, ...], tuple[int, ...], tuple[tuple[str, float], ...], tuple[int, ...]]:
+    """The distinct compute ops of one forward pass over ``parts`` on one rank of a ``tp``-way layout
+    (``graph`` = :func:`forward_graph` at that ``tp``; see the module docstring) and how many times each
+    runs, then the distinct collectives ``(kind, nbytes)`` (``all_reduce`` | ``all_gather``; none at TP 1)
+    and how many times each runs. Ops that cost nothing (no FLOPs, no bytes) are left out, as
     ``compute_op_s`` charges them nothing, not even ``op_overhead_us``."""
+    _graph_tp(graph, tp)
     layers = graph.cfg.num_hidden_layers
     ops = graph.pre_ops() + [op for i in range(layers) for op in graph.layer_ops(i)] + graph.post_ops()
     live = [p for p in parts if p.num_seqs > 0]
     merged = merge_parts(parts)
     counts: dict[OpSample, int] = {}
+    comms: dict[tuple[str, float], int] = {}
     for op in ops:
         if op.is_comm:
+            if tp > 1 and op.kind in (OpKind.ALL_REDUCE, OpKind.ALL_GATHER):
+                key = (op.kind.value, op.comm_bytes(merged, dtype_bytes))
+                comms[key] = comms.get(key, 0) + 1
             continue
         label = _LAYER_PREFIX.sub("", op.name)
         if op.kind is OpKind.ATTENTION:
-            sample = OpSample("attention", sum(op.flops(p, 1) for p in live),
-                              sum(op.device_bytes(p, 1, dtype_bytes) for p in live),
+            sample = OpSample("attention", sum(op.flops(p, tp) for p in live),
+                              sum(op.device_bytes(p, tp, dtype_bytes) for p in live),
                               0.0, seqs=sum(p.num_seqs for p in live), label=label)
         else:
             kind = "gemm" if op.kind in _GEMM_KINDS else "elementwise"
-            sample = OpSample(kind, op.flops(merged, 1), op.device_bytes(merged, 1, dtype_bytes), 0.0,
+            sample = OpSample(kind, op.flops(merged, tp), op.device_bytes(merged, tp, dtype_bytes), 0.0,
                               rows=op.tokens(merged) if kind == "gemm" else None, label=label)
         if sample.flops == 0 and sample.nbytes == 0:
             continue
         counts[sample] = counts.get(sample, 0) + 1
-    return tuple(counts), tuple(counts.values())
+    return tuple(counts), tuple(counts.values()), tuple(comms), tuple(comms.values())
 
 
 def forward_sample(graph: ModelGraph, kind: str, context_lens: Sequence[int], seconds: float,
-                   dtype_bytes: int, label: str = "") -> ForwardSample:
+                   dtype_bytes: int, label: str = "", tp: int = 1) -> ForwardSample:
     """A :class:`ForwardSample` of a recorded step: ``kind`` prefill | decode, each sequence's prompt length
-    (prefill) or context length including the new token (decode), measured ``seconds``. The parts are
-    those ``seesaw-validate`` replays the step with (:func:`seesaw.planner.validation.predict.step_parts`)."""
+    (prefill) or context length including the new token (decode), measured ``seconds``, on a ``tp``-way
+    layout (``graph`` split for that ``tp``, :func:`forward_graph`). The parts are those ``seesaw-validate``
+    replays the step with (:func:`seesaw.planner.validation.predict.step_parts`)."""
     if kind not in ("prefill", "decode") or not context_lens:
         raise ValueError(f"a forward sample needs kind prefill or decode and sequences, got {kind!r}, {context_lens!r}")
     parts = step_parts(kind, context_lens)
-    ops, counts = forward_ops(graph, parts, dtype_bytes)
+    ops, counts, comms, comm_counts = forward_ops(graph, parts, dtype_bytes, tp)
     seqs = len(context_lens)
     tokens = sum(context_lens) if kind == "prefill" else seqs
     if not label:
         lo, hi = min(context_lens), max(context_lens)
         span = f"{lo}" if lo == hi else f"{lo}-{hi}"
-        label = f"{kind} {seqs} seq{'s' if seqs != 1 else ''}, {tokens} tok, " \
+        label = f"{'' if tp == 1 else f'tp{tp} '}{kind} {seqs} seq{'s' if seqs != 1 else ''}, {tokens} tok, " \
                 f"{'prompt' if kind == 'prefill' else 'context'} {span}"
     return ForwardSample(kind, ops, seconds, label, seqs=seqs, tokens=tokens, counts=counts,
-                         context_lens=tuple(int(n) for n in context_lens))
+                         context_lens=tuple(int(n) for n in context_lens), tp=tp, comms=comms,
+                         comm_counts=comm_counts)

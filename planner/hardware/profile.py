@@ -16,6 +16,7 @@ from seesaw.planner.hardware.fit import (
     KERNEL_PARAMS,
     CommFit,
     CopyFit,
+    ForwardLinkFit,
     KernelFit,
     Residual,
     StepFit,
@@ -82,9 +83,13 @@ def _forward_note(kernel: KernelFit) -> str:
 
 
 def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None, facts: DeviceFacts,
-                  step: StepFit | None = None) -> dict:
+                  step: StepFit | None = None, links: ForwardLinkFit | None = None) -> dict:
     """A catalog entry (the mapping under its name in a catalog file) from the fits, with a ``source`` for
     every figure group including ``overheads``; ``step_overhead_us`` is ``step``'s (0 without it).
+
+    ``links``: the fit of ``collective_launch_us`` and ``gpu_link_gb_per_s`` to the runtime's TP forward
+    passes (:func:`~seesaw.planner.hardware.fit_links.fit_forward_links`, per-hop latency held at ``comm``'s);
+    when given, those two figures come from it instead of ``comm``'s micro-benchmarks.
 
     Link figures are achieved rates (``link_efficiency`` 1). Without ``comm`` / ``copy`` the links and
     latencies come from ``facts.base`` (or :class:`GPUSpec` defaults). The result validates as
@@ -133,6 +138,19 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
                              + ("" if "collective_launch_us" in comm.free else
                                 "; one world size: launch held at 0, the latency carries the fixed term"))
         source["links"] = f"GPU link: {source['latency']}"
+    if links:
+        entry.update(gpu_link_gb_per_s=_sig(links.link_gb_per_s), collective_launch_us=_sig(links.collective_launch_us))
+        n, rms, worst = residual_summary(links.residuals)["forward tp"]
+        fitted = ("collective_launch_us fitted (gpu_link_gb_per_s held at the micro-benchmark figure: the "
+                  "passes' messages too small to show a byte term)" if links.bandwidth_held else
+                  "collective_launch_us and gpu_link_gb_per_s fitted")
+        fwd = (f"{fitted} by {by} to {n} timed TP "
+               f"{'/'.join(map(str, links.tps))} forward passes of the runtime (collectives inside real steps, "
+               f"gpu_link_latency_us held at the micro-benchmark figure {links.link_latency_us:.4g} us; "
+               f"RMS {rms:.1%}, max {worst:.1%})")
+        micro = source["latency"] if comm else not_measured
+        source["latency"] = f"{fwd}; gpu_link_latency_us: {micro}"
+        source["links"] = f"GPU link: {fwd}" + (f"; micro-benchmarks: {micro}" if comm else "")
     if copy:
         entry["host_link_gb_per_s"] = _sig(copy.host_link_gb_per_s)
         host = f"host link: fitted by {by} on {copy.kind} copies ({_rms(copy.residuals)})"
