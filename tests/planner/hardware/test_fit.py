@@ -13,7 +13,7 @@ import pytest
 
 from seesaw.ir import OpKind, PassShape, build_graph, load_model_config
 from seesaw.ir.errors import InputError
-from seesaw.planner.cost.roofline import compute_op_s, step_overhead_s
+from seesaw.planner.cost.roofline import compute_op_s
 from seesaw.planner.hardware import GPUSpec, build_cluster
 from seesaw.planner.hardware.fit import (
     CommSample,
@@ -21,7 +21,6 @@ from seesaw.planner.hardware.fit import (
     ForwardSample,
     KernelParams,
     OpSample,
-    StepSample,
     fit_comm,
     fit_copy,
     fit_kernels,
@@ -33,18 +32,7 @@ from seesaw.planner.hardware.fit import (
 from seesaw.planner.hardware.forward import forward_graph, forward_sample
 from seesaw.planner.hardware.profile import DeviceFacts, profile_entry
 
-NOISE = 0.002
-TRUTH = GPUSpec(name="truth", memory_gb=4, dtype_bytes=4, bf16_tflops=0.12, matmul_efficiency=0.8,
-                memory_gb_per_s=20, memory_efficiency=0.7, matmul_half_rows=24, compute_memory_overlap=0.4,
-                op_overhead_us=15, attention_seq_overhead_us=8, attention_efficiency=0.3,
-                attention_memory_efficiency=0.25, link="gloo",
-                gpu_link_gb_per_s=1.5, gpu_link_latency_us=60, collective_launch_us=30, host_link_gb_per_s=12,
-                link_efficiency=1.0)
-MiB = 2**20
-
-
-def _noise(rng: np.random.Generator) -> float:
-    return float(np.exp(rng.normal(0.0, NOISE)))
+from helpers.fit_truth import MiB, NOISE, TRUTH, _noise, synthetic_comm_samples, synthetic_step_samples
 
 
 def synthetic_op_samples(gpu: GPUSpec, seed: int = 0) -> list[OpSample]:
@@ -108,46 +96,6 @@ def test_predictions_are_compute_op_s():
     shape = PassShape(12, 1, 1)
     sample = OpSample("gemm", up.flops(shape), up.device_bytes(shape, 1, 4), 1.0, rows=12)
     assert op_time_s(sample, gpu) == pytest.approx(compute_op_s(up, [shape], 1, cluster), rel=1e-12)
-
-
-def synthetic_comm_samples(gpu: GPUSpec, seed: int = 1) -> list[CommSample]:
-    rng = np.random.default_rng(seed)
-    sizes = (4, 4096, 64 * 1024, MiB, 16 * MiB)
-    out = []
-    for world in (2, 3, 4):
-        cluster = build_cluster(gpu, world, "test", "test")
-        for nbytes in sizes:
-            out.append(CommSample("all_reduce", world, nbytes, cluster.allreduce_s(nbytes, world) * _noise(rng)))
-            if world == 2:
-                out.append(CommSample("send_recv", 2, nbytes, cluster.send_recv_s(nbytes) * _noise(rng)))
-    return out
-
-
-def test_comm_fit_recovers_alpha_beta_within_2_percent():
-    fit = fit_comm(synthetic_comm_samples(TRUTH))
-    assert fit.params.collective_launch_us == pytest.approx(30, rel=0.02)
-    assert fit.params.link_latency_us == pytest.approx(60, rel=0.02)
-    assert fit.params.link_gb_per_s == pytest.approx(1.5, rel=0.02)
-    assert {r.group for r in fit.residuals} == {"all_reduce", "send_recv"}
-    assert max(abs(r.error) for r in fit.residuals) < 6 * NOISE
-
-
-def test_comm_fit_at_one_world_size_holds_the_launch_at_0():
-    samples = [s for s in synthetic_comm_samples(TRUTH) if s.world == 2]
-    fit = fit_comm(samples)
-    assert fit.free == ("link_latency_us", "link_gb_per_s") and fit.params.collective_launch_us == 0
-    assert fit.params.link_latency_us == pytest.approx(30 + 60, rel=0.02)  # launch + one hop
-    assert fit.params.link_gb_per_s == pytest.approx(1.5, rel=0.02)
-    assert "collective_launch_us" not in fit.stderr
-
-
-def test_copy_fit_recovers_bandwidth_within_2_percent():
-    rng = np.random.default_rng(2)
-    cluster = build_cluster(TRUTH, 1, "test", "test")
-    samples = [CopySample("pinned", n, cluster.host_to_device_s(n) * _noise(rng)) for n in (MiB, 16 * MiB, 256 * MiB)]
-    fit = fit_copy(samples)
-    assert fit.kind == "pinned" and fit.host_link_gb_per_s == pytest.approx(12, rel=0.02)
-    assert [r.group for r in fit.residuals] == ["copy pinned"] * 3
 
 
 def test_without_attention_or_row_sweep_those_terms_are_not_fitted():
@@ -254,51 +202,6 @@ def test_a_fixed_parameter_is_held_and_the_others_recovered():
     assert fit.params.flops_per_s == pytest.approx(TRUTH.achievable_flops, rel=0.02)
     with pytest.raises(ValueError, match="unknown kernel parameters"):
         fit_kernels(synthetic_op_samples(TRUTH), fixed={"bandwidth": 1.0})
-
-
-# -- per-micro-batch overhead ------------------------------------------------------------------------------
-def synthetic_step_samples(overhead_us: float, slopes_us: dict[str, float], setup_share: float = 0.4,
-                           seed: int = 3) -> list[StepSample]:
-    """Round trips of decode and prefill batches of 1, 8 and 32 sequences: the cost model's constant
-    (step_overhead_s of a profile with ``overhead_us``) plus ``slopes_us[mode]`` per sequence, with noise;
-    the worker set-up is ``setup_share`` of each."""
-    rng = np.random.default_rng(seed)
-    cluster = build_cluster(TRUTH.model_copy(update={"step_overhead_us": overhead_us}), 1, "test", "test")
-    out = []
-    for mode, slope in slopes_us.items():
-        for seqs in (1, 8, 32):
-            t = (step_overhead_s(cluster) + slope * 1e-6 * seqs) * _noise(rng)
-            tokens = seqs if mode == "decode" else 256 * seqs
-            out.append(StepSample(mode, seqs, tokens, t, setup_share * t, f"{mode} {seqs}"))
-    return out
-
-
-def test_step_fit_recovers_a_constant_overhead_within_2_percent():
-    fit = fit_step(synthetic_step_samples(300.0, {"decode": 0.0, "prefill": 0.0}))
-    assert fit.step_overhead_us == pytest.approx(300, rel=0.02)
-    assert fit.setup_us == pytest.approx(120, rel=0.02)
-    assert fit.slope_clear == {"decode": False, "prefill": False}
-    assert [r.group for r in fit.residuals] == ["step"] * 6
-    assert max(abs(r.error) for r in fit.residuals) < 6 * NOISE
-
-
-def test_step_fit_takes_a_clear_per_sequence_slope_out_of_the_constant():
-    fit = fit_step(synthetic_step_samples(300.0, {"decode": 20.0, "prefill": 80.0}))
-    assert fit.step_overhead_us == pytest.approx(300, rel=0.02)
-    assert fit.slope_clear == {"decode": True, "prefill": True}
-    assert fit.slope_us_per_seq["decode"] == pytest.approx(20, rel=0.02)
-    assert fit.slope_us_per_seq["prefill"] == pytest.approx(80, rel=0.02)
-    # the cost model has only the constant: the 32-sequence batches are under-predicted
-    worst = min(fit.residuals, key=lambda r: r.error)
-    assert worst.label == "prefill 32" and worst.error == pytest.approx(300 / (300 + 80 * 32) - 1, rel=0.02)
-
-
-def test_step_fit_without_samples_raises():
-    with pytest.raises(InputError) as info:
-        fit_step([])
-    assert info.value.field == "step samples"
-    with pytest.raises(InputError, match="non-positive"):
-        fit_step([StepSample("decode", 1, 1, 0.0)])
 
 
 def test_profile_entry_carries_the_step_overhead_and_its_source():
