@@ -130,9 +130,3 @@ def replay_steps_s(cost: CostModel, phases: dict[str, PhaseShape], records: list
                 out[start + i] = t
             start = k
     return out
-
-
-def predict_step_s(cost: CostModel, phases: dict[str, PhaseShape], record: dict) -> float:
-    """Predicted time of one step record on its own (issued into an idle pipeline: the sum of its stage
-    times, plus its swap-in or the transition's reload)."""
-    return replay_steps_s(cost, phases, [dict(record, after_idle=True)])[0]
