@@ -29,15 +29,23 @@ def forward_requests(vocab_size: int, context_limit: int, quick: bool,
                      seed: int = SEED) -> list[tuple[list[int], int]]:
     """The calibration request set: ``(prompt ids, output length)`` pairs of random token prompts.
 
-    16 prompts geometrically spread over 32..1024 tokens with outputs 2, 4, .., 32 tokens (6 prompts of
-    16..256 and outputs 2..12 with ``quick``), outputs matched to prompts by a seeded shuffle: prefill steps
-    batch prompts of mixed lengths, and as sequences finish the decode batch shrinks from all of them to
-    one with a changing mix of contexts. Prompts are cut to ``context_limit`` minus the output length.
+    24 prompts geometrically spread over 16..1024 tokens (8 over 16..256 with ``quick``). The shorter half
+    get outputs of 4, 8, .., 48 tokens, the longer half 2, 4, .., 24 (each half's outputs matched to its
+    prompts by a seeded shuffle). Prefill steps then batch prompts of mixed lengths, and the decode batch
+    shrinks from every sequence to one in two regimes: first large batches mixing long and short contexts,
+    then, once the long prompts are done, small batches of short contexts, as served traffic (ShareGPT's
+    median prompt is about 100 tokens) mostly is. Batch size and total context vary apart, so the fit can
+    tell the per-sequence cost (GEMM rows, attention calls) from the per-token cost (K/V reads). Prompts
+    are cut to ``context_limit`` minus the output length.
     """
-    n, lo, hi, out_step = (6, 16, 256, 2) if quick else (16, 32, 1024, 2)
+    n, lo, hi = (8, 16, 256) if quick else (24, 16, 1024)
     rng = random.Random(seed)
-    outputs = [out_step * (i + 1) for i in range(n)]
-    rng.shuffle(outputs)
+    half = n // 2
+    short_out = [4 * (i + 1) for i in range(half)]
+    long_out = [2 * (i + 1) for i in range(n - half)]
+    rng.shuffle(short_out)
+    rng.shuffle(long_out)
+    outputs = short_out + long_out
     requests = []
     for i, out in enumerate(outputs):
         length = min(round(lo * (hi / lo) ** (i / (n - 1))), context_limit - out)

@@ -164,9 +164,27 @@ class Worker:
         raise ValueError(f"unknown command '{kind}'")
 
 
+def bind_cpu_rank(local_rank: int, threads: int) -> tuple[int, ...]:
+    """Pin a CPU rank to its own cores: ``local_rank``'s block of ``threads`` cores among those this process
+    may run on (as ``taskset``/``numactl`` pinning of CPU inference ranks), so ranks do not migrate onto
+    each other's cores and share caches and clocks by chance. Returns the cores, or () when not pinned:
+    ``SEESAW_CPU_BIND=0``, no ``sched_setaffinity`` (not Linux), or fewer cores than ranks need."""
+    if os.environ.get("SEESAW_CPU_BIND", "1") == "0" or not hasattr(os, "sched_setaffinity"):
+        return ()
+    cores = sorted(os.sched_getaffinity(0))
+    mine = tuple(cores[local_rank * threads:(local_rank + 1) * threads])
+    if len(mine) < threads:
+        return ()
+    os.sched_setaffinity(0, mine)
+    return mine
+
+
 def worker_main(rank: int, cfg: WorkerConfig, commands, results) -> None:
     """Process entry point (``torch.multiprocessing`` spawn): serve commands from a queue."""
-    torch.set_num_threads(max(1, int(os.environ.get("SEESAW_THREADS_PER_RANK", "1"))))
+    threads = max(1, int(os.environ.get("SEESAW_THREADS_PER_RANK", "1")))
+    if cfg.device == "cpu":
+        bind_cpu_rank(rank, threads)
+    torch.set_num_threads(threads)
     try:
         w = Worker(rank, cfg)
         results.put(("ready", rank, {"host_weight_bytes": w.host_weight_bytes}))

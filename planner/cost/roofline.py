@@ -6,7 +6,8 @@ Formulas: DESIGN.md section 4 (after the Seesaw paper's appendix). Each compute 
 from the hardware profile; ``overlap = compute_memory_overlap`` is 1 (the plain roofline ``max``) unless a
 calibration measured less (a single CPU thread does not overlap streaming and arithmetic). GEMMs (linear,
 lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
-``matmul_half_rows``); attention at ``F_eff * attention_efficiency`` and ``B_eff *
+``matmul_half_rows``), and GEMMs of two or more rows move ``1 + matmul_pack_ratio`` times their bytes (a CPU
+BLAS packs the weight panels; a one-row GEMV streams them once); attention at ``F_eff * attention_efficiency`` and ``B_eff *
 attention_memory_efficiency``. Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
 op, ``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch
 (see :func:`step_overhead_s`). Collectives use the cluster's alpha-beta model (``Cluster.allreduce_s`` etc.).
@@ -38,7 +39,8 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
 
     ``max(c, m) + (1 - gpu.compute_memory_overlap) * min(c, m)``, ``c = flops / F``, ``m = nbytes / B_eff``;
     for a GEMM of ``gemm_rows`` rows ``F = F_eff * rows / (rows + matmul_half_rows)``, for attention
-    ``F = F_eff * attention_efficiency`` and ``B_eff * attention_memory_efficiency``, else ``F = F_eff``. The calibration fit
+    ``F = F_eff * attention_efficiency`` and ``B_eff * attention_memory_efficiency``, else ``F = F_eff``; a GEMM of more
+    than one row moves ``nbytes * (1 + matmul_pack_ratio)`` (weight packing, GotoBLAS-style). The calibration fit
     (:mod:`seesaw.planner.hardware.fit`) uses this very function.
     """
     rate = gpu.achievable_flops
@@ -49,6 +51,8 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     c = flops / rate if flops else 0.0
     bandwidth = gpu.achievable_memory_bytes_per_s * (gpu.attention_memory_efficiency if attention else 1.0)
     m = nbytes / bandwidth
+    if gemm_rows is not None and gemm_rows > 1:
+        m *= 1.0 + gpu.matmul_pack_ratio
     return max(c, m) + (1.0 - gpu.compute_memory_overlap) * min(c, m)
 
 

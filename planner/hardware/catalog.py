@@ -35,7 +35,7 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 # Optional fields (defaults = the ideal roofline: no fixed overheads, full compute/memory overlap, GEMMs
 # at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
 # a source for the "overheads" group.
-OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "compute_memory_overlap", "attention_efficiency",
+OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap", "attention_efficiency",
                                     "attention_memory_efficiency",
                                     "op_overhead_us",
                                     "attention_seq_overhead_us", "step_overhead_us")
@@ -74,6 +74,9 @@ class GPUSpec(BaseModel):
     runtime_reserve_gb: float = Field(2.0, ge=0, description="CUDA context, allocator, comm buffers")
     matmul_half_rows: float = Field(0.0, ge=0, description=(
         "Hockney's n_1/2 for GEMMs: rows (tokens) at which a GEMM reaches half its full FLOP rate"))
+    matmul_pack_ratio: float = Field(0.0, ge=0, description=(
+        "extra memory traffic of a GEMM of two or more rows, as a share of its bytes: a CPU BLAS packs the "
+        "weight panels it streams (one more read and write of them), a one-row GEMV does not"))
     compute_memory_overlap: float = Field(1.0, ge=0, le=1, description=(
         "share of the shorter of compute and memory time hidden under the longer (1 = roofline max, 0 = sum)"))
     attention_efficiency: float = Field(1.0, gt=0, le=1, description=(

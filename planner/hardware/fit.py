@@ -5,9 +5,10 @@ each evaluating its predictions through the cost model's own functions on a :cla
 :class:`Cluster` built from candidate parameters, never through a restatement of the formulas:
 
 - compute ops (:func:`fit_kernels`): :func:`~seesaw.planner.cost.roofline.kernel_time_s` plus the fixed terms
-  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Eight parameters: the
+  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Nine parameters: the
   achieved GEMM rate ``F_eff`` and memory bandwidth ``B_eff`` of the roofline (DESIGN.md section 4), Hockney
-  and Jesshope's half-performance rows ``matmul_half_rows``, ``compute_memory_overlap``, ``op_overhead_us``,
+  and Jesshope's half-performance rows ``matmul_half_rows``, the weight-packing traffic of multi-row GEMMs
+  ``matmul_pack_ratio``, ``compute_memory_overlap``, ``op_overhead_us``,
   ``attention_seq_overhead_us``, ``attention_efficiency`` and ``attention_memory_efficiency`` (attention
   FLOPs run at ``F_eff * attention_efficiency``, its bytes at ``B_eff * attention_memory_efficiency``).
   Besides the isolated op timings the fit can take timed forward passes of the runtime
@@ -178,19 +179,21 @@ class KernelParams:
     attention_seq_overhead_us: float = 0.0
     attention_efficiency: float = 1.0
     attention_memory_efficiency: float = 1.0
+    matmul_pack_ratio: float = 0.0
 
     def spec(self, name: str = "fit", step_overhead_us: float = 0.0) -> GPUSpec:
         """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1), with the
         given per-micro-batch ``step_overhead_us`` (a separate fit, :func:`fit_step`)."""
         return GPUSpec(name=name, memory_gb=1.0, bf16_tflops=self.flops_per_s / 1e12,
                        memory_gb_per_s=self.bytes_per_s / GB, matmul_efficiency=1.0, memory_efficiency=1.0,
-                       matmul_half_rows=self.matmul_half_rows, compute_memory_overlap=self.compute_memory_overlap,
+                       matmul_half_rows=self.matmul_half_rows, matmul_pack_ratio=self.matmul_pack_ratio,
+                       compute_memory_overlap=self.compute_memory_overlap,
                        op_overhead_us=self.op_overhead_us, attention_seq_overhead_us=self.attention_seq_overhead_us,
                        attention_efficiency=self.attention_efficiency,
                        attention_memory_efficiency=self.attention_memory_efficiency, step_overhead_us=step_overhead_us)
 
 
-KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "compute_memory_overlap", "op_overhead_us",
+KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap", "op_overhead_us",
                  "attention_seq_overhead_us", "attention_efficiency", "attention_memory_efficiency")
 
 
@@ -271,6 +274,7 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     since a run has far more decode steps than prefill steps.
 
     ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts,
+    ``matmul_pack_ratio`` only when they were timed at one row and at more (otherwise it stays 0),
     ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (as ops, or
     inside forward passes; otherwise they stay 0), ``attention_efficiency`` only when there are attention
     samples with FLOPs and ``attention_memory_efficiency`` only when there are attention samples with bytes
@@ -300,6 +304,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     free = ["flops_per_s", "bytes_per_s", "compute_memory_overlap", "op_overhead_us"]
     if len({s.rows for s in gemms}) >= 2:
         free.append("matmul_half_rows")
+    if any(s.rows == 1 for s in gemms) and any((s.rows or 0) > 1 for s in gemms):
+        free.append("matmul_pack_ratio")
     if len({s.seqs for s in attention}) >= 2:
         free.append("attention_seq_overhead_us")
     if any(s.flops > 0 for s in attention):
@@ -321,10 +327,11 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     b0 = max(s.nbytes / s.seconds for s in (gemms if any(s.nbytes for s in gemms) else samples))
     t_min_us = float(measured.min()) * 1e6
     scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
-    lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "compute_memory_overlap": 0.0,
-             "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0, "attention_efficiency": 1e-4,
+    lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "matmul_pack_ratio": 0.0,
+             "compute_memory_overlap": 0.0, "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0, "attention_efficiency": 1e-4,
              "attention_memory_efficiency": 1e-3}
-    upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "compute_memory_overlap": 1.0,
+    upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "matmul_pack_ratio": 10.0,
+             "compute_memory_overlap": 1.0,
              "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf,
              "attention_efficiency": 1.0, "attention_memory_efficiency": 1.0}
 
@@ -351,7 +358,7 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     best = None
     for n_half in (2.0, 64.0):
         for overlap in (0.2, 0.8):
-            start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half,
+            start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half, "matmul_pack_ratio": 0.2,
                      "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
                      "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5,
                      "attention_memory_efficiency": 0.5}

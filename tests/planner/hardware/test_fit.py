@@ -72,7 +72,7 @@ def test_kernel_fit_recovers_known_parameters_within_2_percent():
     samples = synthetic_op_samples(TRUTH)
     fit = fit_kernels(samples)
     truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
-             "matmul_half_rows": 24, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
+             "matmul_half_rows": 24, "matmul_pack_ratio": 0.6, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
              "attention_seq_overhead_us": 8, "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
     assert set(fit.free) == set(truth)
     for name, value in truth.items():
@@ -102,6 +102,7 @@ def test_without_attention_or_row_sweep_those_terms_are_not_fitted():
     samples = [s for s in synthetic_op_samples(TRUTH) if s.kind == "gemm" and s.rows == 64]
     fit = fit_kernels(samples)
     assert "matmul_half_rows" not in fit.free and "attention_seq_overhead_us" not in fit.free
+    assert "matmul_pack_ratio" not in fit.free and fit.params.matmul_pack_ratio == 0
     assert "attention_efficiency" not in fit.free and "attention_memory_efficiency" not in fit.free
     assert fit.params.matmul_half_rows == 0 and fit.params.attention_seq_overhead_us == 0
     assert fit.params.attention_efficiency == 1 and fit.params.attention_memory_efficiency == 1
@@ -302,7 +303,7 @@ def test_kernel_fit_with_forward_passes_recovers_every_parameter():
     fit = fit_kernels(synthetic_op_samples(TRUTH), forward=synthetic_forward_samples(TRUTH),
                       step_overhead_us=STEP_US)
     truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
-             "matmul_half_rows": 24, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
+             "matmul_half_rows": 24, "matmul_pack_ratio": 0.6, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
              "attention_seq_overhead_us": 8, "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
     for name, value in truth.items():
         assert getattr(fit.params, name) == pytest.approx(value, rel=0.02), name
