@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from seesaw.codegen.plan import ExecutionPlan
-from seesaw.runtime.kv_cache import HostKVBuffer, PageAllocator
+from seesaw.runtime.kv_cache import HostKVBuffer, PageAllocator, host_memory_dir
 from seesaw.runtime.scheduler import Policy, ReplicaScheduler, Sequence
 from seesaw.runtime.transport import LocalWorkers, WorkerError  # noqa: F401 (re-exported for callers)
 from seesaw.runtime.worker import WorkerConfig
@@ -50,14 +50,6 @@ def _use_cuda(plan: ExecutionPlan, device: str | None) -> bool:
     return torch.cuda.is_available() and gpu != "cpu"
 
 
-def _host_memory_dir() -> str | None:
-    """Where the host KV buffer's backing file goes: ``/dev/shm`` (RAM-backed) when the system has it, else
-    the default temporary folder. A file on disk would be written back to the disk as prefill fills it, and
-    its swap-ins could fault pages in from the disk: host memory is what the plan costs it as."""
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-
-
 class Engine:
     """Runs a plan on a checkpoint folder. Use as a context manager (stops every worker on exit).
 
@@ -89,11 +81,14 @@ class Engine:
         self.use_buffer = buf > 0  # phase-split through the host buffer, as the plan was costed
         self.buffer_tokens = buf if self.use_buffer else 0
         self._tmp = tempfile.mkdtemp(prefix="seesaw-run-")
-        self._shm = tempfile.mkdtemp(prefix="seesaw-kv-", dir=_host_memory_dir()) if host_buffer_path is None else None
+        self._shm = None  # folder of the host buffer's backing file when the engine makes one
         self.host = None
         fp = plan.model.fingerprint
         if self.use_buffer:
-            self.host = HostKVBuffer.create(host_buffer_path or os.path.join(self._shm, "host_kv_buffer"), fp["num_hidden_layers"],
+            if host_buffer_path is None:
+                self._shm = tempfile.mkdtemp(prefix="seesaw-kv-", dir=host_memory_dir())
+                host_buffer_path = os.path.join(self._shm, "host_kv_buffer")
+            self.host = HostKVBuffer.create(host_buffer_path, fp["num_hidden_layers"],
                                             fp["num_key_value_heads"], self.buffer_tokens * self.dp, fp["head_dim"],
                                             getattr(torch, self.dtype))
         self.worker_config = cfg = WorkerConfig(plan_json=plan.model_dump_json(), checkpoint=str(checkpoint),
@@ -125,7 +120,7 @@ class Engine:
         if self.host is not None:
             self.host.unlink()
             self.host = None
-        for folder in (self._tmp, getattr(self, "_shm", None)):
+        for folder in (self._tmp, self._shm):
             try:
                 if folder:
                     os.rmdir(folder)

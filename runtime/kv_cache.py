@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 
 import torch
+
+
+def host_memory_dir() -> str:
+    """Folder for the host KV buffer's backing file: ``/dev/shm`` (RAM-backed shared memory) when the system
+    has it writable, else the default temporary folder. A file on a disk is written back to the disk as
+    prefill fills it and swap-ins can fault its pages in from the disk; the plan costs the buffer as host
+    memory."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
 
 
 class PagedKVCache:

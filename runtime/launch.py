@@ -37,6 +37,7 @@ def torchrun_start(env: tuple[int, int, int], prepare, plan: Path, checkpoint: P
     from seesaw.codegen.validate import validate_plan_file  # noqa: PLC0415
     from seesaw.runtime.checkpoint import prepare_checkpoint  # noqa: PLC0415
     from seesaw.runtime.engine import Engine  # noqa: PLC0415
+    from seesaw.runtime.kv_cache import host_memory_dir  # noqa: PLC0415
     from seesaw.runtime.transport import CollectiveWorkers, serve_collective  # noqa: PLC0415
     from seesaw.runtime.worker import Worker  # noqa: PLC0415
 
@@ -72,7 +73,7 @@ def torchrun_start(env: tuple[int, int, int], prepare, plan: Path, checkpoint: P
         raise InputError("torchrun", f"a DP replica spans {replica} ranks but a node runs {local_world}: the host "
                                      "KV buffer is per node, so each replica must fit in one node")
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
-    kw = dict(engine_kw, host_buffer_path=f"/dev/shm/seesaw-{run_id}-{os.environ['MASTER_PORT']}.kv")
+    kw = dict(engine_kw, host_buffer_path=os.path.join(host_memory_dir(), f"seesaw-{run_id}-{os.environ['MASTER_PORT']}.kv"))
     if rank == 0:
         factory = lambda: Engine(exec_plan, str(folder), workers_factory=lambda cfg: CollectiveWorkers(  # noqa: E731
             Worker(0, cfg), control), **kw)

@@ -164,17 +164,18 @@ class Worker:
         raise ValueError(f"unknown command '{kind}'")
 
 
-def bind_cpu_rank(local_rank: int, threads: int) -> tuple[int, ...]:
+def bind_cpu_rank(local_rank: int, local_ranks: int, threads: int) -> tuple[int, ...]:
     """Pin a CPU rank to its own cores: ``local_rank``'s block of ``threads`` cores among those this process
     may run on (as ``taskset``/``numactl`` pinning of CPU inference ranks), so ranks do not migrate onto
     each other's cores and share caches and clocks by chance. Returns the cores, or () when not pinned:
-    ``SEESAW_CPU_BIND=0``, no ``sched_setaffinity`` (not Linux), or fewer cores than ranks need."""
+    ``SEESAW_CPU_BIND=0``, no ``sched_setaffinity`` (not Linux), or fewer cores than the ``local_ranks``
+    ranks of this node need (``local_ranks * threads``: oversubscribed ranks are left to the OS, all alike)."""
     if os.environ.get("SEESAW_CPU_BIND", "1") == "0" or not hasattr(os, "sched_setaffinity"):
         return ()
     cores = sorted(os.sched_getaffinity(0))
-    mine = tuple(cores[local_rank * threads:(local_rank + 1) * threads])
-    if len(mine) < threads:
+    if local_ranks * threads > len(cores):
         return ()
+    mine = tuple(cores[local_rank * threads:(local_rank + 1) * threads])
     os.sched_setaffinity(0, mine)
     return mine
 
@@ -183,7 +184,7 @@ def worker_main(rank: int, cfg: WorkerConfig, commands, results) -> None:
     """Process entry point (``torch.multiprocessing`` spawn): serve commands from a queue."""
     threads = max(1, int(os.environ.get("SEESAW_THREADS_PER_RANK", "1")))
     if cfg.device == "cpu":
-        bind_cpu_rank(rank, threads)
+        bind_cpu_rank(rank, cfg.world_size, threads)  # spawned workers: one node, local rank = rank
     torch.set_num_threads(threads)
     try:
         w = Worker(rank, cfg)

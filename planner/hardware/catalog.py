@@ -35,9 +35,8 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 # Optional fields (defaults = the ideal roofline: no fixed overheads, full compute/memory overlap, GEMMs
 # at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
 # a source for the "overheads" group.
-OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap", "attention_efficiency",
-                                    "attention_memory_efficiency",
-                                    "op_overhead_us",
+OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
+                                    "attention_efficiency", "attention_memory_efficiency", "op_overhead_us",
                                     "attention_seq_overhead_us", "step_overhead_us")
 
 

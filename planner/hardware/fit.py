@@ -193,8 +193,8 @@ class KernelParams:
                        attention_memory_efficiency=self.attention_memory_efficiency, step_overhead_us=step_overhead_us)
 
 
-KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap", "op_overhead_us",
-                 "attention_seq_overhead_us", "attention_efficiency", "attention_memory_efficiency")
+KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
+                 "op_overhead_us", "attention_seq_overhead_us", "attention_efficiency", "attention_memory_efficiency")
 
 
 def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
@@ -328,8 +328,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     t_min_us = float(measured.min()) * 1e6
     scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
     lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "matmul_pack_ratio": 0.0,
-             "compute_memory_overlap": 0.0, "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0, "attention_efficiency": 1e-4,
-             "attention_memory_efficiency": 1e-3}
+             "compute_memory_overlap": 0.0, "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0,
+             "attention_efficiency": 1e-4, "attention_memory_efficiency": 1e-3}
     upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "matmul_pack_ratio": 10.0,
              "compute_memory_overlap": 1.0,
              "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf,
@@ -358,7 +358,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     best = None
     for n_half in (2.0, 64.0):
         for overlap in (0.2, 0.8):
-            start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half, "matmul_pack_ratio": 0.2,
+            start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half,
+                     "matmul_pack_ratio": 0.2,
                      "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
                      "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5,
                      "attention_memory_efficiency": 0.5}
