@@ -14,6 +14,7 @@ from ortools.sat.python import cp_model
 
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
+from seesaw.planner.optimize.objective import evaluate_seesaw, evaluate_static
 from seesaw.planner.optimize.result import SearchResult
 from seesaw.planner.optimize.terms import PhaseTerms, host_buffer_max_tokens, stage_of
 
@@ -71,6 +72,24 @@ def _solver(time_limit_s: float) -> cp_model.CpSolver:
     solver.parameters.num_workers = 1  # deterministic: same inputs give the same plan
     solver.parameters.random_seed = 0
     return solver
+
+
+def _exact_objective(solver: cp_model.CpSolver, status: int, exact) -> tuple[int, int]:
+    """``(status, objective)`` of the incumbent, the objective being ``objective.evaluate_*`` of the point.
+
+    Every time variable is only bounded from below, so at an optimum the model's objective equals the
+    exact one, but a FEASIBLE incumbent (time limit reached) may carry slack: its model objective is only an
+    upper bound. The exact value is what the plan reports and what later pairs must beat. Should CP-SAT's
+    optimum ever differ from the exact value (large coefficients), the status drops to FEASIBLE.
+
+    Raises:
+        AssertionError: the chosen point does not fit in memory under the reference objective (a
+            formulation bug, not an input error).
+    """
+    assert exact is not None, "CP-SAT chose a point that does not fit under the reference objective"
+    if status == cp_model.OPTIMAL and exact.objective_ns != round(solver.ObjectiveValue()):
+        status = cp_model.FEASIBLE
+    return status, exact.objective_ns
 
 
 def _stage_lower_bound(t: PhaseTerms, num_layers: int) -> int:
@@ -186,7 +205,8 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     dec = next(t for sel, t in xs if solver.Value(sel))
     pc = tuple(solver.Value(n) for n in n_pre)
     dc = tuple(solver.Value(n) for n in n_dec)
-    return status, (int(solver.ObjectiveValue()), pre, dec, pc, dc)
+    status, objective_ns = _exact_objective(solver, status, evaluate_seesaw(cost, pre, dec, pc, dc))
+    return status, (objective_ns, pre, dec, pc, dc)
 
 
 def _solve_in_bound_order(subproblems, solve, time_limit_s: float) -> SearchResult:
@@ -266,7 +286,8 @@ def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: 
         return status, None
     t = next(t for sel, t in sels if solver.Value(sel))
     counts = tuple(solver.Value(v) for v in n)
-    return status, (int(solver.ObjectiveValue()), t, t, counts, counts)
+    status, objective_ns = _exact_objective(solver, status, evaluate_static(cost, t, counts))
+    return status, (objective_ns, t, t, counts, counts)
 
 
 def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0) -> SearchResult:

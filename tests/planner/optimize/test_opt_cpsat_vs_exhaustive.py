@@ -1,16 +1,24 @@
 """CP-SAT's optimum equals brute-force enumeration of the same integer objective on small instances."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers.instances import tiny_cluster, tiny_model, tiny_workload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from seesaw.ir import load_model_config
+from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
+from seesaw.planner.hardware import load_cluster
 from seesaw.planner.optimize import cpsat, exhaustive
 from seesaw.planner.optimize.objective import evaluate_seesaw, evaluate_static
-from seesaw.planner.optimize.solve import build_options
+from seesaw.planner.optimize.solve import build_options, plan
 from seesaw.planner.optimize.space import SearchOptions, SearchSpace
+from seesaw.planner.workload import load_workload
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 WIDE = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=8, num_attention_heads=16,
             num_key_value_heads=16, vocab_size=32000)
@@ -69,3 +77,24 @@ def test_cpsat_equals_exhaustive_random_instances(mem, host, link, seed):
     seesaw_cp, seesaw_ex, static_cp, static_ex = _solve_both(cost)
     assert seesaw_cp.objective_ns == seesaw_ex.objective_ns
     assert static_cp.objective_ns == static_ex.objective_ns
+
+
+
+def test_feasible_incumbent_reports_its_exact_objective(monkeypatch):
+    """A time-limited (FEASIBLE) CP-SAT incumbent may carry slack in the model's time variables: the plan
+    reports the reference objective of the chosen point, not the slack upper bound. The pinned tp2 -> pp2
+    plan of the 16-layer even-heads example on 2xcpu crashed on this ("solver and objective disagree")."""
+    make = cpsat._solver
+
+    def time_limited(time_limit_s):
+        solver = make(time_limit_s)
+        solver.parameters.max_deterministic_time = 0.3  # deterministic work units: stops before the proof
+        return solver
+
+    monkeypatch.setattr(cpsat, "_solver", time_limited)
+    cfg = load_model_config(str(EXAMPLES / "validation" / "llama-even-heads.json"))
+    cl, wl = load_cluster("2xcpu"), load_workload("sharegpt:32")
+    p = plan(cfg, cl, wl, SearchOptions(prefill=Layout(1, 2, 1), decode=Layout(1, 1, 2)))
+    assert p.solver.status == "FEASIBLE"
+    # the reported phase times are the reference objective's parts: they add up to the solver's objective
+    assert p.prediction.breakdown.total_s == pytest.approx(p.solver.objective / 1e9, rel=1e-12)
