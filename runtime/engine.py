@@ -79,6 +79,7 @@ class Engine:
         self.resharding = (plan.prefill.layout, plan.prefill.stage_layers) != (plan.decode.layout, plan.decode.stage_layers)
         buf = host_buffer_tokens if host_buffer_tokens is not None else plan.kv.host_buffer_tokens_per_replica
         self.use_buffer = buf > 0  # phase-split through the host buffer, as the plan was costed
+        self._phases: list[str] | None = None  # each replica's worker layout after the last generate()
         self.buffer_tokens = buf if self.use_buffer else 0
         self._tmp = tempfile.mkdtemp(prefix="seesaw-run-")
         self._shm = None  # folder of the host buffer's backing file when the engine makes one
@@ -134,7 +135,7 @@ class Engine:
         self.close()
 
     # -- generation -------------------------------------------------------------------------------------
-    def _scheduler(self, eos_ids: set[int]) -> ReplicaScheduler:
+    def _scheduler(self, eos_ids: set[int], phase: str = "prefill") -> ReplicaScheduler:
         s = self.plan.schedule
         policy = Policy(resharding=self.resharding, use_buffer=self.use_buffer,
                         max_prefill_tokens=max(1, s.max_prefill_tokens or s.max_batched_tokens or 1),
@@ -144,7 +145,7 @@ class Engine:
                         decode_to_prefill_threshold_tokens=s.decode_to_prefill_threshold_tokens,
                         prefill_pp=self.plan.prefill.layout.pp, decode_pp=self.plan.decode.layout.pp)
         return ReplicaScheduler(policy, PageAllocator(self.gpu_pages, self.plan.kv.page_size_tokens),
-                                self.buffer_tokens, eos_ids)
+                                self.buffer_tokens, eos_ids, phase)
 
     def generate(self, sequences: list[Sequence], eos_ids: set[int], on_progress=None) -> tuple[list[Sequence], RunMetrics]:
         """Serve every sequence; returns them (with outputs and finish reasons) and the run's metrics.
@@ -156,7 +157,9 @@ class Engine:
         since the replica's previous completion (or since it became busy), so overlapping actions are not
         counted twice; ``RunMetrics.steps`` records every action with its batch shape and that time.
         """
-        scheds = [self._scheduler(eos_ids) for _ in range(self.dp)]
+        # workers keep the layout the previous call ended in: a resharding replica left in decode starts
+        # with a transition to prefill (else its prefill would run on the decode layout's program)
+        scheds = [self._scheduler(eos_ids, ph) for ph in (self._phases or ["prefill"] * self.dp)]
         for i, seq in enumerate(sequences):
             scheds[i % self.dp].add(seq)
         m = RunMetrics(requests=len(sequences), prompt_tokens=sum(len(s.prompt) for s in sequences))
@@ -205,6 +208,7 @@ class Engine:
             m.steps.append(self._step_record(r, act, now - mark[r], now - issued, now - start, after_idle))
             mark[r] = now
         m.wall_s = time.perf_counter() - start
+        self._phases = [s.phase for s in scheds]
         m.output_tokens = sum(len(s.output) for s in sequences)
         for key in ("prefill", "decode", "transition"):
             setattr(m, f"{key}_s", max(p[key] for p in phase_s))

@@ -74,7 +74,10 @@ class Policy:
 class ReplicaScheduler:
     """Decides the next action of one replica. Pure bookkeeping: no torch, no processes."""
 
-    def __init__(self, policy: Policy, pages: PageAllocator, buffer_tokens: int, eos_ids: set[int]) -> None:
+    def __init__(self, policy: Policy, pages: PageAllocator, buffer_tokens: int, eos_ids: set[int],
+                 phase: str = "prefill") -> None:
+        """``phase``: the layout the replica's workers hold now ("prefill" at start-up; "decode" after a
+        run that ended in decode): a buffered resharding replica first transitions to prefill from it."""
         self.policy = policy
         self.pages = pages
         self.buffer = BufferAllocator(buffer_tokens)
@@ -83,7 +86,7 @@ class ReplicaScheduler:
         self.buffered: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.finished: list[Sequence] = []
-        self.phase = "prefill"
+        self.phase = phase
         self.inflight = 0  # actions issued and not yet returned
         self.busy: set[int] = set()  # indices of running sequences inside an in-flight decode action
         self._mb = 0  # micro-batch counter

@@ -118,3 +118,19 @@ def test_tiny_buffer_and_pages_force_transitions_and_waiting(references):
     assert all(s.finish_reason == "length" for s in seqs)
     assert [s.output for s in seqs] == ref_tokens * 3
     assert m.transitions >= 6
+
+
+def test_second_generate_reshards_back_to_the_prefill_layout(references):
+    """Workers keep the layout a call ended in: the next call of a resharding plan starts with a transition
+    back to the prefill layout (before, its prefill ran on the decode layout's program: a tp2 -> pp2 run
+    after a warm-up prefilled under pp2, 1.7-1.9x slower than tp2) and still matches transformers."""
+    folder, prompts, ref_tokens, _ = references["llama_gqa"]
+    plan = make_plan(folder, "tp2", "pp2", host_buffer_tokens=4096)
+    with Engine(plan, str(folder)) as eng:
+        for call in range(2):
+            seqs = [Sequence(i, list(p), NEW_TOKENS, ignore_eos=True) for i, p in enumerate(prompts)]
+            seqs, m = eng.generate(seqs, eos_ids=set())
+            assert [s.output for s in seqs] == ref_tokens
+            targets = [s["target"] for s in m.steps if s["kind"] == "transition"]
+            assert targets == (["decode"] if call == 0 else ["prefill", "decode"])
+            assert m.steps[0]["kind"] == ("prefill" if call == 0 else "transition")

@@ -150,3 +150,16 @@ def test_sampler_greedy_seeded_and_top_p():
     assert len(set(draws)) > 1
     nucleus = SamplingParams(temperature=1.0, top_p=0.5, seed=5)  # token 1 alone holds > 50%
     assert {sample(logits[:1], [nucleus], [i])[0] for i in range(50)} == {1}
+
+
+def test_replica_left_in_decode_transitions_to_prefill_first():
+    """A scheduler created for workers that hold the decode layout (a previous run ended there) switches
+    them back before prefilling; without re-sharding there is nothing to switch."""
+    for resharding, first in ((True, "transition"), (False, "prefill")):
+        sched = ReplicaScheduler(_policy(resharding=resharding), PageAllocator(8, 4), buffer_tokens=16,
+                                 eos_ids=set(), phase="decode")
+        sched.add(Sequence(0, [1] * 5, max_tokens=2))
+        act = sched.next_action()
+        assert act.kind == first and sched.phase == "prefill"
+        if first == "transition":
+            assert act.target == "prefill"
