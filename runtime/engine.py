@@ -76,6 +76,9 @@ class Engine:
         page = plan.kv.page_size_tokens
         kv_tokens = gpu_kv_tokens if gpu_kv_tokens is not None else plan.kv.gpu_kv_tokens_per_replica
         self.gpu_pages = max(1, -(-kv_tokens // page))
+        # CPU ranks fault in twice the pages of the plan's predicted peak KV at start-up (PagedKVCache.prefault)
+        peak_tokens = plan.prediction.memory.kv_cache_bytes * self.replica // max(1, plan.kv.kv_bytes_per_token)
+        self.prefault_pages = min(self.gpu_pages, -(-2 * peak_tokens // page))
         self.resharding = (plan.prefill.layout, plan.prefill.stage_layers) != (plan.decode.layout, plan.decode.stage_layers)
         buf = host_buffer_tokens if host_buffer_tokens is not None else plan.kv.host_buffer_tokens_per_replica
         self.use_buffer = buf > 0  # phase-split through the host buffer, as the plan was costed
@@ -92,11 +95,14 @@ class Engine:
             self.host = HostKVBuffer.create(host_buffer_path, fp["num_hidden_layers"],
                                             fp["num_key_value_heads"], self.buffer_tokens * self.dp, fp["head_dim"],
                                             getattr(torch, self.dtype))
+            if not self.cuda:
+                self.host.prefault()
         self.worker_config = cfg = WorkerConfig(plan_json=plan.model_dump_json(), checkpoint=str(checkpoint),
                            init_method=f"file://{os.path.join(self._tmp, 'dist_init')}", world_size=self.world,
                            device="cuda" if self.cuda else "cpu", dtype=self.dtype, gpu_pages=self.gpu_pages,
                            host_buffer=self.host.spec() if self.host else None,
-                           collective_timeout_s=collective_timeout_s)
+                           collective_timeout_s=collective_timeout_s,
+                           prefault_pages=0 if self.cuda else self.prefault_pages)
         try:
             self.workers = (workers_factory or (lambda c: LocalWorkers(c, start_timeout_s)))(cfg)
         except BaseException:

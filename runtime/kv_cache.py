@@ -39,6 +39,22 @@ class PagedKVCache:
         self.k = [torch.empty(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(*layers)]
         self.v = [torch.empty(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(*layers)]
 
+    def prefault(self, num_pages: int) -> int:
+        """Write zeros to the first ``num_pages`` pages of every layer (CPU only; returns bytes written).
+
+        CPU memory from ``torch.empty`` is committed by the OS on first write, one 4 KB page fault each:
+        about 14 us per fault on this machine's VM, so a swap-in of 5,464 tokens of fresh pages took 617 ms
+        against 71 ms once faulted in. A GPU's memory is ready when allocated; faulting in the pages a run
+        will use at start-up (untimed) gives the CPU the same behaviour. The page allocator is first fit,
+        so the low pages are the ones used.
+        """
+        if not self.k or self.k[0].device.type != "cpu":
+            return 0
+        slots = min(num_pages * self.page_size, self.k[0].shape[0])
+        for t in self.k + self.v:
+            t[:slots].zero_()
+        return 2 * len(self.k) * slots * self.k[0][0].numel() * self.k[0].element_size()
+
     def holds(self, layer: int) -> bool:
         return self.start <= layer < self.stop
 
@@ -74,6 +90,11 @@ class HostKVBuffer:
         finally:
             os.close(fd)
         return cls(path, layers, kv_heads, max(tokens, 1), head_dim, dtype)
+
+    def prefault(self) -> None:
+        """Commit the buffer's shared-memory pages now (zeros), not on the first prefill write of each
+        4 KB page (see :meth:`PagedKVCache.prefault`): the plan costs the buffer as host memory in place."""
+        self.tensor.zero_()
 
     def spec(self) -> dict:
         layers, _, kv_heads, tokens, head_dim = self.shape

@@ -40,6 +40,7 @@ class WorkerConfig:
     gpu_pages: int
     host_buffer: dict | None  # HostKVBuffer spec
     collective_timeout_s: float = 60.0
+    prefault_pages: int = 0  # CPU: device KV pages to fault in at start-up (PagedKVCache.prefault)
 
 
 def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict) -> dict:
@@ -85,6 +86,7 @@ class Worker:
         kv_heads = (k_sl.stop - k_sl.start) // self.cfg.head_dim if k_sl else self.cfg.num_key_value_heads
         self.kv = PagedKVCache(tuple(dec.layers), kv_heads, self.cfg.head_dim, cfg.gpu_pages,
                                self.plan.kv.page_size_tokens, self.dtype, self.device)
+        self.kv.prefault(cfg.prefault_pages)
         self.host = HostKVBuffer(**cfg.host_buffer) if cfg.host_buffer else None
         self.stats = {"kv_swap_out_bytes": 0, "kv_swap_in_bytes": 0, "transition_bytes": 0}
         self.phase = "prefill"
