@@ -102,6 +102,10 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
                              time_limit_s=PLAN_TIME_LIMIT_S)
         exec_plan = build_execution_plan(cfg, decision, cluster, workload)
         check_fingerprint(ckpt, exec_plan.model.fingerprint)
+        # every replica decodes all its sequences at once, so the decode batch shrinks from all to one
+        # whatever cap the planner would choose under the profile being replaced
+        schedule = exec_plan.schedule.model_copy(update={"decode_max_seqs": -(-len(requests) // layout.dp)})
+        exec_plan = exec_plan.model_copy(update={"schedule": schedule})
         return run_plan(exec_plan, folder, requests, eos_ids)[1]
 
     def samples(steps: list[dict], tp: int) -> list:

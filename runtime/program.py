@@ -251,8 +251,13 @@ class PhaseProgram:
         logits = r.logits.float().cpu() if (b.return_logits and r.tokens is not None) else None
         return r.tokens, logits
 
-    def flush(self) -> None:
-        """Wait for outstanding sends (before the next phase or batch reuse)."""
-        for work in self.pending:
-            work.wait()
-        self.pending.clear()
+    def flush(self, keep: int = 0) -> None:
+        """Wait for outstanding sends but the ``keep`` most recent (each holds its tensor until done).
+
+        A gloo send completes only once the peer has posted the matching receive, i.e. started that
+        micro-batch; waiting for it right after each micro-batch kept a PP stage from starting its next
+        micro-batch while the next stage was still busy (pp2 decode: 8% of a rank's time in this wait).
+        Between micro-batches the worker keeps the latest send in flight; before a transition it waits for all.
+        """
+        while len(self.pending) > keep:
+            self.pending.pop(0).wait()

@@ -98,6 +98,8 @@ class Worker:
         The pool is one allocation sized for the larger layout, made once: a transition is then only the
         host-to-device copies (no allocator work or first-touch page faults), as on a GPU.
         """
+        if getattr(self, "program", None) is not None:
+            self.program.flush()  # the last micro-batch's send may still be in flight
         self.weights = None
         self.program = None
         host = self.host_weights[phase]
@@ -132,7 +134,7 @@ class Worker:
                 tokens, logits = self.program.forward(b)
                 if self.is_sampler:
                     out.append((b.seq_ids, tokens, logits))
-        self.program.flush()
+        self.program.flush(keep=1)
         return out
 
     def swap_in(self, items) -> None:
