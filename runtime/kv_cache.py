@@ -42,11 +42,11 @@ class PagedKVCache:
     def prefault(self, num_pages: int) -> int:
         """Write zeros to the first ``num_pages`` pages of every layer (CPU only; returns bytes written).
 
-        CPU memory from ``torch.empty`` is committed by the OS on first write, one 4 KB page fault each:
-        about 14 us per fault on this machine's VM, so a swap-in of 5,464 tokens of fresh pages took 617 ms
-        against 71 ms once faulted in. A GPU's memory is ready when allocated; faulting in the pages a run
-        will use at start-up (untimed) gives the CPU the same behaviour. The page allocator is first fit,
-        so the low pages are the ones used.
+        CPU memory from ``torch.empty`` is committed by the OS on first write, one page fault per 4 KB page:
+        on this machine's VM a swap-in of 7,548 tokens into fresh pages took 2.4x as long as into faulted-in
+        ones (235 vs 98 ms, ``bench/kv_swap_in.py``). A GPU's memory is ready when allocated; faulting in the
+        pages a run will use at start-up (untimed) gives the CPU the same behaviour. The page allocator is
+        first fit, so the low pages are the ones used.
         """
         if not self.k or self.k[0].device.type != "cpu":
             return 0
