@@ -59,7 +59,7 @@ def validate(
 
     from seesaw.cli.bench_runs import build_requests, eos_token_ids, parse_layout_pairs  # noqa: PLC0415
     from seesaw.cli.validate_report import render_table, write_outputs  # noqa: PLC0415
-    from seesaw.cli.validate_runs import layout_pairs, plan_runs, run_plan  # noqa: PLC0415
+    from seesaw.cli.validate_runs import layout_pairs, machine_drift, plan_runs, run_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415
     from seesaw.planner.hardware import load_cluster  # noqa: PLC0415
@@ -93,6 +93,10 @@ def validate(
             raise InputError("--layout", f"{pre}:{dec} does not use the cluster's {cl.num_gpus} ranks")
     runs, notes = plan_runs(cfg, cl, wl, pairs, time_limit, ckpt)
     cost = CostModel(cfg, cl, wl)
+    drift = None
+    if replay is None:
+        drift, drift_note = machine_drift(cfg, cl.gpu)
+        notes.insert(0, drift_note)
 
     console = Console() if Console().is_terminal else Console(width=140)
     results, raw = [], []
@@ -134,7 +138,7 @@ def validate(
                          "output_tokens": wl.output_tokens},
             "threads_per_rank": int(os.environ.get("SEESAW_THREADS_PER_RANK", "1")), "cores": os.cpu_count(),
             "repeats": len(next(iter(per_run.values()))) if per_run else 0,
-            "wall_s": time.perf_counter() - started, "notes": notes,
+            "wall_s": time.perf_counter() - started, "notes": notes, "drift": drift,
             "command": "seesaw-validate " + shlex.join(sys.argv[1:])}
     render_table(results, summary, meta, console)
     write_outputs(out, results, summary, meta, raw)

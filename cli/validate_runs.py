@@ -86,3 +86,35 @@ def run_plan(exec_plan, folder: Path, requests, eos_ids: set[int], progress=None
     if wrong:
         raise CommandError(f"requests {wrong[:5]} did not finish at their requested length")
     return m.as_dict(), m.steps
+
+
+def machine_drift(cfg, gpu) -> tuple[dict, str]:
+    """Re-time ``seesaw-calibrate``'s two probes now and compare them with the profile under validation.
+
+    The probes (:meth:`seesaw.runtime.microbench.Bench.stream` and ``.peak``: a cold one-row GEMV over at
+    least 128 MB, and the hot ``up_proj`` GEMM of the largest prefill row count, one process, the runtime's
+    threads per rank) set the profile's ``memory_gb_per_s`` and ``bf16_tflops`` on CPU. A shared machine
+    drifts (three calibrations within two hours of 2026-11-21 here: 11.1-14.3 GB/s, 50-81 GFLOP/s fitted), so
+    the report states how far the machine is from its profile at validation time. About a second on CPU.
+    Returns ``({"stream_gb_per_s", "profile_memory_gb_per_s", "gemm_gflop_per_s", "profile_gemm_gflop_per_s"},
+    one-line note)``; rates in 1e9 B/s and 1e9 FLOP/s.
+    """
+    import torch  # noqa: PLC0415
+
+    from seesaw.runtime.microbench import Bench, Settings, set_threads  # noqa: PLC0415
+
+    device = torch.device("cuda" if torch.cuda.is_available() and gpu.link != "gloo" else "cpu")
+    old = set_threads()
+    try:
+        bench = Bench(cfg, device, Settings())
+        stream, peak = bench.stream(), bench.peak()
+    finally:
+        torch.set_num_threads(old)
+    now_b, now_f = stream.nbytes / stream.seconds / 1e9, peak.flops / peak.seconds / 1e9
+    prof_b, prof_f = gpu.memory_gb_per_s, gpu.peak_flops / 1e9
+    drift = {"stream_gb_per_s": now_b, "profile_memory_gb_per_s": prof_b, "gemm_gflop_per_s": now_f,
+             "profile_gemm_gflop_per_s": prof_f}
+    note = (f"machine now against the profile (seesaw-calibrate's probes, timed before the runs): weight "
+            f"streaming {now_b:.2f} GB/s (profile {prof_b:.2f}, {100 * (now_b / prof_b - 1):+.0f}%), hot GEMM "
+            f"{now_f:.1f} GFLOP/s (profile {prof_f:.1f}, {100 * (now_f / prof_f - 1):+.0f}%)")
+    return drift, note

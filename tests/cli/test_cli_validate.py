@@ -8,6 +8,7 @@ import pytest
 
 from helpers.checkpoints import LLAMA_GQA, write_random_checkpoint
 from seesaw.cli.validate import main
+from seesaw.planner.hardware import load_cluster
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,12 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "step-time MAPE" in report and "| tp2->pp2" in report
     assert (out / "throughput.png").stat().st_size > 0 and (out / "step_times.png").stat().st_size > 0
+    # the machine's drift from the profile: calibrate's probes re-timed, set against the profile's figures
+    drift, gpu = data["meta"]["drift"], load_cluster("2xcpu").gpu
+    assert drift["stream_gb_per_s"] > 0 and drift["gemm_gflop_per_s"] > 0
+    assert drift["profile_memory_gb_per_s"] == gpu.memory_gb_per_s
+    assert drift["profile_gemm_gflop_per_s"] == pytest.approx(gpu.peak_flops / 1e9)
+    assert "machine now against the profile" in report
     # --replay re-compares the saved measurements without running anything
     again = tmp_path / "again"
     code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "6",
@@ -59,6 +66,7 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
     for label in runs:
         assert replayed[label]["measured_tokens_per_s"] == pytest.approx(runs[label]["measured_tokens_per_s"])
         assert replayed[label]["phases"]["decode"]["predicted_s"] == pytest.approx(runs[label]["phases"]["decode"]["predicted_s"])
+    assert json.loads((again / "results.json").read_text())["meta"]["drift"] is None  # nothing was run
 
 
 @pytest.mark.parametrize("args, needle", [
