@@ -1,5 +1,9 @@
 """Attention backend (torch SDPA): prefill over the batch's own K/V, decode over the paged cache.
 
+Every SDPA call gets 4-D ``[batch, heads, tokens, d]`` tensors: on CPU, torch 2.x dispatches 3-D inputs to
+the unfused "math" path (scores materialised, softmax, a matmul each), 4-D ones to the fused flash kernel;
+``python bench/attention_sdpa.py`` measures the difference (4-14x on one core).
+
 Shapes: ``q [T, heads_q, d]``, ``k, v [T, heads_kv, d]`` (this rank's heads). Grouped-query attention maps
 query head ``h`` to KV head ``h // (heads_q / heads_kv)``, as Hugging Face's ``repeat_kv``. The runtime calls
 :func:`prefill_attention` and :func:`paged_decode_attention`; :func:`decode_attention` is the padded-batch
@@ -22,8 +26,8 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len
         qs = q[start:start + n].transpose(0, 1)  # [h, n, d]
         ks = k[start:start + n].transpose(0, 1)
         vs = v[start:start + n].transpose(0, 1)
-        out[start:start + n] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale,
-                                                              enable_gqa=gqa).transpose(0, 1)
+        out[start:start + n] = F.scaled_dot_product_attention(qs[None], ks[None], vs[None], is_causal=True, scale=scale,
+                                                              enable_gqa=gqa)[0].transpose(0, 1)
         start += n
     return out
 
@@ -58,6 +62,6 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
             k, v = k_cache[c[0]:c[0] + c[1]], v_cache[c[0]:c[0] + c[1]]
         else:
             k, v = torch.index_select(k_cache, 0, c), torch.index_select(v_cache, 0, c)
-        out[i] = F.scaled_dot_product_attention(q[i].unsqueeze(1), k.transpose(0, 1), v.transpose(0, 1),
-                                                scale=scale, enable_gqa=gqa).squeeze(1)
+        out[i] = F.scaled_dot_product_attention(q[i, None, :, None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                                                scale=scale, enable_gqa=gqa)[0, :, 0]
     return out
