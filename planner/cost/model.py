@@ -22,6 +22,7 @@ from seesaw.ir.ops import PassShape
 from seesaw.ir.passes import apply_tp
 from seesaw.ir.sharding import valid_tp_degrees
 from seesaw.planner.cost.roofline import hidden_send_s, ops_time_s, step_overhead_s
+from seesaw.planner.cost.schedule import DecodeSchedule, PrefillBatches, decode_schedule, prefill_batches
 from seesaw.planner.hardware import Cluster
 from seesaw.planner.workload import Workload
 
@@ -76,7 +77,6 @@ class ReplicaWork:
     prefill_seq_len: float  # token-weighted mean prompt length sum(p^2)/sum(p): sets attention FLOPs
     decode_context_len: float  # time-weighted mean context of a running sequence
     max_prompt_len: int
-    tail_steps: int  # extra decode steps while the last batch drains
 
 
 class CostModel:
@@ -119,7 +119,6 @@ class CostModel:
     def replica_work(self, dp: int) -> ReplicaWork:
         w = self.workload
         sq = sum(p * p for p in w.prompt_lens)
-        mean_out = w.output_tokens / w.num_requests
         return ReplicaWork(
             requests=math.ceil(w.num_requests / dp),
             prompt_tokens=math.ceil(w.prompt_tokens / dp),
@@ -127,8 +126,29 @@ class CostModel:
             prefill_seq_len=sq / w.prompt_tokens,
             decode_context_len=w.decode_mean_context_len,
             max_prompt_len=w.max_prompt_len,
-            tail_steps=max(0, w.max_output_len - math.ceil(mean_out / 2)),
         )
+
+    @lru_cache(maxsize=None)
+    def prefill_batches(self, dp: int, budget_tokens: int) -> PrefillBatches:
+        """Prefill batches of the replica with the most of them under a budget of ``budget_tokens`` per
+        batch (:func:`~seesaw.planner.cost.schedule.prefill_batches` over its round-robin share)."""
+        return max((prefill_batches(lens, budget_tokens) for lens in self._replica_lens(dp, "prompt_lens")),
+                   key=lambda b: (b.batches, b.tokens))
+
+    @lru_cache(maxsize=None)
+    def decode_schedule(self, dp: int, seqs: int) -> DecodeSchedule:
+        """Decode steps of the slowest replica with ``seqs`` running sequences at most
+        (:func:`~seesaw.planner.cost.schedule.decode_schedule` over its round-robin share of the requests,
+        as the runtime deals them)."""
+        return max((decode_schedule(lens, seqs) for lens in self._replica_lens(dp, "output_lens")),
+                   key=lambda s: (s.steps, s.seq_steps))
+
+    @lru_cache(maxsize=None)
+    def _replica_lens(self, dp: int, field: str) -> tuple[tuple[int, ...], ...]:
+        """``field`` (prompt_lens / output_lens) of each replica's requests, dealt round-robin as
+        :meth:`Workload.split` and the runtime deal them (no replica is empty)."""
+        lens = getattr(self.workload, field)
+        return tuple(lens[r::dp] for r in range(min(dp, len(lens))))
 
     # ---- per-TP graph terms ----------------------------------------------------------------------
     @lru_cache(maxsize=None)
@@ -206,7 +226,7 @@ class CostModel:
         return int(self.cluster.host_memory_gb * 1e9)
 
 
-def prefill_part(work: ReplicaWork, tokens: int) -> PassShape:
+def prefill_part(work: ReplicaWork, tokens: float) -> PassShape:
     """A prefill batch of ``tokens`` prompt tokens (sequences at the token-weighted mean length)."""
     s = work.prefill_seq_len
     return PassShape(num_seqs=tokens / s, query_tokens=s, context_len=s)

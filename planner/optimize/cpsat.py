@@ -209,22 +209,24 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     return status, (objective_ns, pre, dec, pc, dc)
 
 
-def _solve_in_bound_order(subproblems, solve, time_limit_s: float) -> SearchResult:
+def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: int | None = None) -> SearchResult:
     """Solve ``(lower_bound, key, data)`` subproblems in bound order; ``solve(data, time_left,
     incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Stops once a bound
-    reaches the incumbent (nothing left can beat it). OPTIMAL when every subproblem solved was proven
-    optimal or infeasible within the time limit."""
+    reaches the incumbent, or ``upper_bound`` before there is one (nothing left can beat it). OPTIMAL when
+    every subproblem solved was proven optimal or infeasible within the time limit (INFEASIBLE when none
+    beats ``upper_bound``)."""
     start = time.perf_counter()
     best = None
     proven = True
     for lb, _, data in sorted(subproblems, key=lambda p: p[:2]):
-        if best is not None and lb >= best[0]:
+        bound = best[0] if best is not None else upper_bound
+        if bound is not None and lb >= bound:
             break
         left = time_limit_s - (time.perf_counter() - start)
         if left <= 0:
             proven = False
             break
-        status, sol = solve(data, left, best[0] if best else None)
+        status, sol = solve(data, left, bound)
         if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
             proven = False
         if sol is not None:
@@ -236,13 +238,15 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float) -> SearchResu
 
 
 def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
-                 decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0) -> SearchResult:
+                 decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0,
+                 upper_bound: int | None = None) -> SearchResult:
     """Minimize the Seesaw objective over the given options (keyed by dp).
 
     The layout pair (dp, prefill layout, decode layout) is a small discrete set, so the problem is split
     exactly into one CP-SAT model per pair, solved in order of a valid lower bound (mean stage time,
     no transitions) and skipped once the bound reaches the incumbent. The result is OPTIMAL when every
-    pair solved was proven optimal (or infeasible) within the time limit.
+    pair solved was proven optimal (or infeasible) within the time limit. ``upper_bound`` (ns): only
+    plans strictly below it are of interest (the best static plan's objective); INFEASIBLE when none is.
     """
     num_layers = cost.cfg.num_hidden_layers
     pairs = []
@@ -261,7 +265,7 @@ def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
                 if fits:
                     pairs.append((min(fits), f"{lp}/{ld}", (po, do)))
     return _solve_in_bound_order(
-        pairs, lambda data, left, ub: _solve_pair(cost, data[0], data[1], left, ub), time_limit_s)
+        pairs, lambda data, left, ub: _solve_pair(cost, data[0], data[1], left, ub), time_limit_s, upper_bound)
 
 
 def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float, upper_bound: int | None):

@@ -114,8 +114,12 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
 
     res = None
     statuses = {static_res.status}
+    pinned = options.prefill is not None or options.decode is not None
     if not options.static and pre_opts:
-        res = (cpsat.solve_seesaw(cost, pre_opts, dec_opts, time_limit_s) if search == "cpsat"
+        # unpinned, a re-sharding plan is kept only when it beats the best static one: CP-SAT may skip
+        # (and prove away) every pair that cannot, which is most of the search on large instances
+        beat = static_res.objective_ns if not pinned and static_res.status == "OPTIMAL" else None
+        res = (cpsat.solve_seesaw(cost, pre_opts, dec_opts, time_limit_s, upper_bound=beat) if search == "cpsat"
                else exhaustive.search_seesaw(cost, pre_opts, dec_opts))
         statuses.add(res.status)
         if res.objective_ns is None:
@@ -127,7 +131,6 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
             raise InputError("--prefill/--decode", f"no plan with the pinned layouts fits: {_min_memory_shortfall(cost)}")
         raise InputError("model", _min_memory_shortfall(cost))
 
-    pinned = options.prefill is not None or options.decode is not None
     use_static = res is None or (
         not pinned and static_res.objective_ns is not None and static_res.objective_ns <= res.objective_ns)
     solver_res = static_res if use_static else res

@@ -97,20 +97,22 @@ def _common(cost: CostModel, layout: Layout) -> dict:
 
 
 def prefill_terms(cost: CostModel, layout: Layout, tokens: int) -> PhaseTerms:
-    """Prefill in batches of ``tokens`` prompt tokens, pipelined over ``pp`` stages.
+    """Prefill in batches of at most ``tokens`` prompt tokens, pipelined over ``pp`` stages.
 
-    Time = ``(ceil(P / tokens) + pp - 1)`` stage-times (pipeline fill and drain once, DESIGN.md 8).
-    Workspace: activations of the batch plus its KV before swap-out (prefill layout) plus last-token
-    logits.
+    Time = ``(batches + pp - 1)`` stage-times of the mean batch (pipeline fill and drain once, DESIGN.md 8),
+    with the batches the runtime packs from the trace's whole prompts (:meth:`CostModel.prefill_batches`).
+    Workspace (sized for a full batch): activations of the batch plus its KV before swap-out (prefill
+    layout) plus last-token logits.
     """
     work = cost.replica_work(layout.dp)
     mem = cost.memory_terms(layout.tp)
-    part = prefill_part(work, tokens)
+    packed = cost.prefill_batches(layout.dp, tokens)
+    part = prefill_part(work, packed.mean_tokens)
     seqs = math.ceil(tokens / work.prefill_seq_len)
     return PhaseTerms(
         layout=layout, batch=tokens,
         stage=cost.stage_cost(layout, (part,)),
-        coef=math.ceil(work.prompt_tokens / tokens) + layout.pp - 1,
+        coef=packed.batches + layout.pp - 1,
         ws_fixed_bytes=tokens * mem.act_bytes_per_token,
         ws_layer_bytes=tokens * mem.kv_bytes_per_token_layer,
         ws_last_bytes=seqs * mem.logits_bytes_per_seq,
@@ -121,19 +123,22 @@ def prefill_terms(cost: CostModel, layout: Layout, tokens: int) -> PhaseTerms:
 
 
 def decode_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
-    """Decode with ``seqs`` running sequences split into ``pp`` micro-batches.
+    """Decode with at most ``seqs`` running sequences split into ``pp`` micro-batches.
 
-    Steps = ``ceil(D / seqs) + tail_steps`` (full batches, then the final drain); each step runs ``pp``
-    micro-batches through the slowest stage. KV: ``ceil(seqs * mean context)`` tokens.
+    Steps and mean batch from :meth:`CostModel.decode_schedule` (continuous batching over the trace, the
+    drain included); each step runs ``pp`` micro-batches of ``mean batch / pp`` sequences through the
+    slowest stage. Memory is sized for the full batch: KV ``ceil(seqs * mean context)`` tokens, workspace
+    of ``ceil(seqs / pp)`` sequences.
     """
     work = cost.replica_work(layout.dp)
     mem = cost.memory_terms(layout.tp)
     micro = math.ceil(seqs / layout.pp)
     kv_tokens = math.ceil(seqs * work.decode_context_len)
+    sched = cost.decode_schedule(layout.dp, seqs)
     return PhaseTerms(
         layout=layout, batch=seqs,
-        stage=cost.stage_cost(layout, (decode_part(work, micro),)),
-        coef=(math.ceil(work.output_tokens / seqs) + work.tail_steps) * layout.pp,
+        stage=cost.stage_cost(layout, (decode_part(work, sched.mean_batch / layout.pp),)),
+        coef=sched.steps * layout.pp,
         ws_fixed_bytes=micro * mem.act_bytes_per_token,
         ws_layer_bytes=0,
         ws_last_bytes=micro * mem.logits_bytes_per_seq,
@@ -144,22 +149,24 @@ def decode_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
 
 
 def static_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
-    """Single layout with chunked prefill (vLLM): every step decodes ``seqs`` sequences and prefills
-    ``q = ceil(seqs * P / D)`` prompt tokens, the chunk that keeps the batch full in steady state (the
-    optimally tuned chunk size, DESIGN.md 8). Steps = ``ceil(D / seqs) + tail_steps``.
+    """Single layout with chunked prefill (vLLM): up to ``seqs`` sequences decode each step while the
+    prompts are prefilled in chunks of ``q = ceil(P / steps)`` tokens spread over the steps (the chunk that
+    keeps the batch full, the optimally tuned chunk size, DESIGN.md 8). Steps and mean batch as in
+    :func:`decode_terms` (continuous batching over the trace, the drain included).
     """
     work = cost.replica_work(layout.dp)
     mem = cost.memory_terms(layout.tp)
     pp = layout.pp
-    q = math.ceil(seqs * work.prompt_tokens / max(1, work.output_tokens))
+    sched = cost.decode_schedule(layout.dp, seqs)
+    q = math.ceil(work.prompt_tokens / max(1, sched.steps))
     micro_seqs = math.ceil(seqs / pp)
     micro_q = math.ceil(q / pp)
-    parts = (decode_part(work, micro_seqs), prefill_part(work, micro_q))
+    parts = (decode_part(work, sched.mean_batch / pp), prefill_part(work, q / pp))
     kv_tokens = math.ceil(seqs * work.decode_context_len)
     return PhaseTerms(
         layout=layout, batch=seqs,
         stage=cost.stage_cost(layout, parts),
-        coef=(math.ceil(work.output_tokens / seqs) + work.tail_steps) * pp,
+        coef=max(1, sched.steps) * pp,
         ws_fixed_bytes=(micro_seqs + micro_q) * mem.act_bytes_per_token,
         ws_layer_bytes=0,
         ws_last_bytes=micro_seqs * mem.logits_bytes_per_seq,
