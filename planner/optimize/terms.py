@@ -149,24 +149,26 @@ def decode_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
 
 
 def static_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
-    """Single layout with chunked prefill (vLLM): up to ``seqs`` sequences decode each step while the
-    prompts are prefilled in chunks of ``q = ceil(P / steps)`` tokens spread over the steps (the chunk that
-    keeps the batch full, the optimally tuned chunk size, DESIGN.md 8). Steps and mean batch as in
-    :func:`decode_terms` (continuous batching over the trace, the drain included).
+    """Single layout with chunked prefill (vLLM): up to ``seqs`` sequences decode each step beside a prompt
+    chunk of up to ``q = ceil(seqs * P / D)`` tokens, the chunk that keeps the batch full in steady state
+    (the optimally tuned chunk size, DESIGN.md 8). Steps: the decode schedule of :func:`decode_terms`
+    (continuous batching over the trace, the drain included), or ``ceil(P / q)`` when prefill needs more
+    (short outputs); each step carries the mean decode batch and ``P / steps`` prompt tokens.
     """
     work = cost.replica_work(layout.dp)
     mem = cost.memory_terms(layout.tp)
     pp = layout.pp
     sched = cost.decode_schedule(layout.dp, seqs)
-    q = math.ceil(work.prompt_tokens / max(1, sched.steps))
+    q = math.ceil(seqs * work.prompt_tokens / max(1, work.output_tokens))
+    steps = max(sched.steps, math.ceil(work.prompt_tokens / q))
     micro_seqs = math.ceil(seqs / pp)
     micro_q = math.ceil(q / pp)
-    parts = (decode_part(work, sched.mean_batch / pp), prefill_part(work, q / pp))
+    parts = (decode_part(work, sched.seq_steps / steps / pp), prefill_part(work, work.prompt_tokens / steps / pp))
     kv_tokens = math.ceil(seqs * work.decode_context_len)
     return PhaseTerms(
         layout=layout, batch=seqs,
         stage=cost.stage_cost(layout, parts),
-        coef=max(1, sched.steps) * pp,
+        coef=steps * pp,
         ws_fixed_bytes=(micro_seqs + micro_q) * mem.act_bytes_per_token,
         ws_layer_bytes=0,
         ws_last_bytes=micro_seqs * mem.logits_bytes_per_seq,

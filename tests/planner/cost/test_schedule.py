@@ -96,3 +96,16 @@ def test_phase_terms_use_the_schedule():
     p = prefill_terms(cost, lay, 512)
     packed = max((prefill_batches(w.prompt_lens, 512) for w in wl.split(2)), key=lambda b: (b.batches, b.tokens))
     assert p.coef == packed.batches + 2 - 1
+
+
+def test_static_prefill_only_work_spreads_prompts_over_chunked_steps():
+    # outputs of one token: no decode step, but chunked prefill still needs ceil(P / q) steps
+    from seesaw.planner.optimize.terms import static_terms
+    from seesaw.planner.workload import Workload
+
+    wl = Workload("prefill-only", (100,) * 40, (1,) * 40)
+    cost = CostModel(tiny_model(), tiny_cluster(1.0, 4.0), wl)
+    t = static_terms(cost, Layout(1, 1, 4), 8)
+    q = math.ceil(8 * 4000 / 40)
+    assert t.coef == math.ceil(4000 / q) * 4
+    assert t.max_batched_tokens == 8 + q
