@@ -132,7 +132,7 @@ class CostModel:
     def prefill_batches(self, dp: int, budget_tokens: int) -> PrefillBatches:
         """Prefill batches of the replica with the most of them under a budget of ``budget_tokens`` per
         batch (:func:`~seesaw.planner.cost.schedule.prefill_batches` over its round-robin share)."""
-        return max((prefill_batches(lens, budget_tokens) for lens in self._replica_lens(dp, "prompt_lens")),
+        return max((prefill_batches(w.prompt_lens, budget_tokens) for w in self._replica_shares(dp)),
                    key=lambda b: (b.batches, b.tokens))
 
     @lru_cache(maxsize=None)
@@ -140,15 +140,14 @@ class CostModel:
         """Decode steps of the slowest replica with ``seqs`` running sequences at most
         (:func:`~seesaw.planner.cost.schedule.decode_schedule` over its round-robin share of the requests,
         as the runtime deals them)."""
-        return max((decode_schedule(lens, seqs) for lens in self._replica_lens(dp, "output_lens")),
+        return max((decode_schedule(w.output_lens, seqs) for w in self._replica_shares(dp)),
                    key=lambda s: (s.steps, s.seq_steps))
 
     @lru_cache(maxsize=None)
-    def _replica_lens(self, dp: int, field: str) -> tuple[tuple[int, ...], ...]:
-        """``field`` (prompt_lens / output_lens) of each replica's requests, dealt round-robin as
-        :meth:`Workload.split` and the runtime deal them (no replica is empty)."""
-        lens = getattr(self.workload, field)
-        return tuple(lens[r::dp] for r in range(min(dp, len(lens))))
+    def _replica_shares(self, dp: int) -> list[Workload]:
+        """Each replica's requests, dealt round-robin as the runtime deals them (:meth:`Workload.split`;
+        with more replicas than requests, the replicas that get one)."""
+        return self.workload.split(min(dp, self.workload.num_requests))
 
     # ---- per-TP graph terms ----------------------------------------------------------------------
     @lru_cache(maxsize=None)

@@ -4,15 +4,14 @@ Prefill: the scheduler packs waiting prompts in arrival order into a batch until
 the token budget (a prompt is never split), so a phase of ``P`` prompt tokens runs more batches than
 ``ceil(P / budget)``, each less full (:func:`prefill_batches`).
 
-Decode (continuous batching):
-
-The runtime's prefill pass samples each request's first output token, so a request of ``o`` output tokens
-holds a decode slot for ``o - 1`` steps; a replica admits waiting requests in arrival (FIFO) order whenever
-a slot frees, at most ``slots`` running at once. Simulating those slots over the trace's own output lengths
-gives the phase's step count exactly, including the drain at the end, where the batch empties one sequence
-at a time (DESIGN.md section 8: ``b_eff`` reflects the batch shrinking at the end; the closed form
-``ceil(D / slots) + max(o) - mean(o) / 2`` that this replaces charged every drain step a full batch and
-over-counted a one-wave phase, where all requests start together, by ``mean(o) / 2`` steps).
+Decode (continuous batching, :func:`decode_schedule`): the runtime's prefill pass samples each request's
+first output token, so a request of ``o`` output tokens holds a decode slot for ``o - 1`` steps; a replica
+admits waiting requests in arrival (FIFO) order whenever a slot frees, at most ``slots`` running at once.
+Simulating those slots over the trace's own output lengths gives the phase's step count exactly, including
+the drain at the end, where the batch empties one sequence at a time (DESIGN.md section 8: ``b_eff``
+reflects the batch shrinking at the end; the closed form ``ceil(D / slots) + max(o) - mean(o) / 2`` that
+this replaces charged every drain step a full batch and over-counted a one-wave phase, where all requests
+start together, by ``mean(o) / 2`` steps).
 """
 from __future__ import annotations
 
