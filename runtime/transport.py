@@ -128,7 +128,7 @@ class CollectiveWorkers:
         self.round: list[list[tuple]] = [[] for _ in range(self.world)]
         self.replies: deque = deque()
         info = [None] * self.world
-        dist.gather_object({"host_weight_bytes": local.host_weight_bytes}, info, dst=0, group=control_group)
+        dist.gather_object(local.startup_info, info, dst=0, group=control_group)
         self.ready = dict(enumerate(info))
 
     def send(self, ranks, cmd) -> None:
@@ -175,7 +175,7 @@ def run_round(worker: Worker, commands: list[tuple]) -> list[tuple]:
 
 def serve_collective(worker: Worker, control_group) -> None:
     """Ranks other than 0 under torchrun: execute broadcast rounds until told to stop."""
-    dist.gather_object({"host_weight_bytes": worker.host_weight_bytes}, None, dst=0, group=control_group)
+    dist.gather_object(worker.startup_info, None, dst=0, group=control_group)
     while True:
         batch = [None]
         dist.broadcast_object_list(batch, src=0, group=control_group)
