@@ -23,6 +23,10 @@ from seesaw.ir.errors import InputError
 
 SEED = 0
 PLAN_TIME_LIMIT_S = 10.0
+# Prefill batches of at most this many tokens: the request set (about 5,000 prompt tokens) then comes in
+# about four passes per replica, from many short prompts to one long one, where the planner's own budget
+# packs it into one or two (two prefill samples per rank: too few to fit attention apart from the GEMMs).
+PREFILL_BUDGET_TOKENS = 2048
 
 
 def forward_requests(vocab_size: int, context_limit: int, quick: bool,
@@ -103,8 +107,9 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
         exec_plan = build_execution_plan(cfg, decision, cluster, workload)
         check_fingerprint(ckpt, exec_plan.model.fingerprint)
         # every replica decodes all its sequences at once, so the decode batch shrinks from all to one
-        # whatever cap the planner would choose under the profile being replaced
-        schedule = exec_plan.schedule.model_copy(update={"decode_max_seqs": -(-len(requests) // layout.dp)})
+        # whatever cap the planner would choose under the profile being replaced; prefill in several passes
+        schedule = exec_plan.schedule.model_copy(update={"decode_max_seqs": -(-len(requests) // layout.dp),
+                                                         "max_prefill_tokens": PREFILL_BUDGET_TOKENS})
         exec_plan = exec_plan.model_copy(update={"schedule": schedule})
         return run_plan(exec_plan, folder, requests, eos_ids)[1]
 

@@ -41,7 +41,8 @@ def summary_lines(summary) -> list[str]:
     s = summary
     lines = [
         f"step-time MAPE: prefill {_pct(s.step_mape['prefill'])}, decode {_pct(s.step_mape['decode'])} "
-        f"(target <= {_pct(TARGETS['step'])})",
+        f"(target <= {_pct(TARGETS['step'])}); a typical step (median of the per-step errors, mean over layouts): "
+        f"prefill {_pct(s.median_step_error['prefill'])}, decode {_pct(s.median_step_error['decode'])}",
         f"whole-run throughput MAPE: {_pct(s.throughput_mape)} (target <= {_pct(TARGETS['throughput'])}); "
         f"replayed from the measured steps: {_pct(s.replay_throughput_mape)}",
         f"Kendall tau (predicted vs measured throughput over the layouts): "

@@ -9,6 +9,9 @@ from seesaw.cli.common import CommandError
 from seesaw.ir.errors import InputError
 
 
+DECODE_PROBE_ROWS = 16  # the validation runs' decode batches: 16 sequences per replica
+
+
 @dataclass
 class PlannedRun:
     """A layout pair with the planner's decision for it and the lowered execution plan."""
@@ -93,28 +96,35 @@ def machine_drift(cfg, gpu) -> tuple[dict, str]:
 
     The probes (:meth:`seesaw.runtime.microbench.Bench.stream` and ``.peak``: a cold one-row GEMV over at
     least 128 MB, and the hot ``up_proj`` GEMM of the largest prefill row count, one process, the runtime's
-    threads per rank) set the profile's ``memory_gb_per_s`` and ``bf16_tflops`` on CPU. A shared machine
+    threads per rank) set the profile's ``memory_gb_per_s`` and ``bf16_tflops`` on CPU. A third probe times a
+    decode step's kernel, the same cold matrix with ``DECODE_PROBE_ROWS`` rows, against the profile's cost
+    model of it (:func:`seesaw.planner.cost.roofline.kernel_time_s`: packing, overlap and half-rows terms
+    included), which neither rate alone shows. A shared machine
     drifts (three calibrations within two hours of 2026-11-21 here: 11.1-14.3 GB/s, 50-81 GFLOP/s fitted), so
     the report states how far the machine is from its profile at validation time. About a second on CPU.
-    Returns ``({"stream_gb_per_s", "profile_memory_gb_per_s", "gemm_gflop_per_s", "profile_gemm_gflop_per_s"},
-    one-line note)``; rates in 1e9 B/s and 1e9 FLOP/s.
+    Returns ``({"stream_gb_per_s", "profile_memory_gb_per_s", "gemm_gflop_per_s", "profile_gemm_gflop_per_s",
+    "decode_gemm_s", "profile_decode_gemm_s"}, one-line note)``; rates in 1e9 B/s and 1e9 FLOP/s, times in s.
     """
     import torch  # noqa: PLC0415
 
+    from seesaw.planner.cost.roofline import kernel_time_s  # noqa: PLC0415
     from seesaw.runtime.microbench import Bench, Settings, set_threads  # noqa: PLC0415
 
     device = torch.device("cuda" if torch.cuda.is_available() and gpu.link != "gloo" else "cpu")
     old = set_threads()
     try:
         bench = Bench(cfg, device, Settings())
-        stream, peak = bench.stream(), bench.peak()
+        stream, peak, dec = bench.stream(), bench.peak(), bench.stream(DECODE_PROBE_ROWS)
     finally:
         torch.set_num_threads(old)
     now_b, now_f = stream.nbytes / stream.seconds / 1e9, peak.flops / peak.seconds / 1e9
     prof_b, prof_f = gpu.memory_gb_per_s, gpu.peak_flops / 1e9
+    dec_prof = kernel_time_s(dec.flops, dec.nbytes, gpu, dec.rows)
     drift = {"stream_gb_per_s": now_b, "profile_memory_gb_per_s": prof_b, "gemm_gflop_per_s": now_f,
-             "profile_gemm_gflop_per_s": prof_f}
+             "profile_gemm_gflop_per_s": prof_f, "decode_gemm_s": dec.seconds, "profile_decode_gemm_s": dec_prof}
     note = (f"machine now against the profile (seesaw-calibrate's probes, timed before the runs): weight "
             f"streaming {now_b:.2f} GB/s (profile {prof_b:.2f}, {100 * (now_b / prof_b - 1):+.0f}%), hot GEMM "
-            f"{now_f:.1f} GFLOP/s (profile {prof_f:.1f}, {100 * (now_f / prof_f - 1):+.0f}%)")
+            f"{now_f:.1f} GFLOP/s (profile {prof_f:.1f}, {100 * (now_f / prof_f - 1):+.0f}%), {DECODE_PROBE_ROWS}-row GEMM "
+            f"over the cold weights {1e3 * dec.seconds:.1f} ms (profile {1e3 * dec_prof:.1f} ms, "
+            f"{100 * (dec_prof / dec.seconds - 1):+.0f}% rate)")
     return drift, note

@@ -3,12 +3,12 @@
 On CPU torch allocates activations with the C library's ``malloc``. glibc's defaults hand memory back to
 the OS and take it again every step: blocks above the (dynamic, at most 32 MB) mmap threshold are fresh
 ``mmap``s freed with ``munmap``, and free memory at the top of the heap above the trim threshold is
-returned with ``brk``. Every page taken again is first written through a page fault that zeroes it. The
-first prefill step pays this for its whole working set: on this project's 2-core VM, a dp2 run's single
-prefill step of 2,597-2,867 tokens per rank ran 1.30x its warm time (median of 6 steps) and faulted 66,000
-pages (minor faults, ``getrusage``) against 0 in the decode steps after it. A GPU runtime has neither cost:
-the CUDA caching allocator keeps freed blocks and vLLM sizes its activation memory at start-up with a
-profiling forward pass.
+returned with ``brk``. Every page taken again is first written through a page fault that zeroes it. On
+this project's 2-core VM a 2,597-token prefill of the even-heads validation model's shape faulted about
+207,000 pages (800 MB) in every step, and steps ran 1.15x slower than with the memory kept
+(``python bench/host_allocator.py --busy``); whole dp2 runs went from 838-892 to 962-968 tokens/s
+(``python bench/host_allocator_runs.py``). A GPU runtime has neither cost: the CUDA caching allocator keeps
+freed blocks and vLLM sizes its activation memory at start-up with a profiling forward pass.
 
 :func:`retain_freed_memory` makes glibc keep what it has (``mallopt``: no trimming, no per-block mmaps) and
 :func:`prefault` commits a workspace at start-up, sized by :func:`prefill_workspace_bytes`, so that the

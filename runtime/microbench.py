@@ -183,16 +183,18 @@ class Bench:
             out.append(self._timing("gemm", op, PassShape(r, 1, 1), tp, t, f"{label} rows {r}", rows=r))
         return out
 
-    def stream(self) -> OpTiming:
-        """GEMV of one row over a cold ``[out, hidden]`` matrix of at least 128 MB (and 4x the cache)."""
+    def stream(self, rows: int = 1) -> OpTiming:
+        """GEMV of one row (GEMM of ``rows`` rows: a decode step's shape) over a cold ``[out, hidden]`` matrix of
+        at least 128 MB (and 4x the cache)."""
         h = self.cfg.hidden_size
         out_rows = math.ceil(max(128e6, self.cold_bytes) / (h * self.dtype_bytes))
         op = Op("stream", OpKind.LINEAR, None, (WeightSpec("stream.weight", (out_rows, h), ShardRule.COLUMN),),
                 {"in": h, "out": out_rows})
-        w, x = self._rand(out_rows, h), self._rand(1, h)
+        w, x = self._rand(out_rows, h), self._rand(rows, h)
         t = median_time_s(lambda i: layers.linear(x, w), self.s.reps + 2, self.device)
         mb = out_rows * h * self.dtype_bytes / 1e6
-        return self._timing("gemm", op, PassShape(1, 1, 1), 1, t, f"GEMV {out_rows}x{h} ({mb:.0f} MB)", rows=1)
+        kind = "GEMV" if rows == 1 else f"GEMM rows {rows}"
+        return self._timing("gemm", op, PassShape(rows, 1, 1), 1, t, f"{kind} {out_rows}x{h} ({mb:.0f} MB)", rows=rows)
 
     def peak(self) -> OpTiming:
         """Hot-weight GEMM at the largest prefill row count and the widest tp-1 MLP shape: the peak-ish rate."""

@@ -5,9 +5,15 @@ predictions are the planner's whole-run prediction for the plan it executed and 
 :mod:`seesaw.planner.validation.predict`. Phase times are compared per replica and averaged over the
 replicas (the model predicts one rank's steps; on a shared CPU the replicas differ by noise, e.g. the
 scheduler process shares a core with one of them); whole-run throughput includes the slowest replica.
+
+Each phase also keeps every step's signed error ``(predicted - measured) / measured``; the median of those
+is the error of a typical step, which a spell of interference on a shared machine (a few steps of one
+replica 40-60% slow while the other runs at its usual pace) moves far less than the phase time.
 """
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass, field
 
 from seesaw.planner.cost.model import CostModel
@@ -24,10 +30,16 @@ class PhaseResult:
     steps: int
     measured_s: float
     predicted_s: float
+    step_errors: tuple[float, ...] = ()  # every step's (predicted - measured) / measured, all replicas
 
     @property
     def error(self) -> float:
         return ape(self.predicted_s, self.measured_s)
+
+    @property
+    def median_step_error(self) -> float:
+        """``|median of the per-step signed errors|`` (fraction); NaN without step errors."""
+        return abs(statistics.median(self.step_errors)) if self.step_errors else math.nan
 
     @property
     def measured_step_s(self) -> float:
@@ -59,20 +71,26 @@ class RunResult:
         return ape(self.predicted_tokens_per_s, self.measured_tokens_per_s)
 
 
-def replay_run(cost: CostModel, phases: dict[str, PhaseShape], steps: list[dict]) -> dict[str, dict[int, float]]:
-    """Predicted time per kind ("prefill", "decode", "transition") per replica for the recorded steps."""
+def replay_run(cost: CostModel, phases: dict[str, PhaseShape], steps: list[dict],
+               step_errors: dict[str, list[float]] | None = None) -> dict[str, dict[int, float]]:
+    """Predicted time per kind ("prefill", "decode", "transition") per replica for the recorded steps;
+    appends each step's signed error ``(predicted - measured) / measured`` to ``step_errors[kind]`` when given
+    (steps of ``service_s`` 0 skipped)."""
     out: dict[str, dict[int, float]] = {"prefill": {}, "decode": {}, "transition": {}}
     for r in sorted({rec["replica"] for rec in steps}):
         mine = [rec for rec in steps if rec["replica"] == r]
         for rec, t in zip(mine, replay_steps_s(cost, phases, mine)):
             out[rec["kind"]][r] = out[rec["kind"]].get(r, 0.0) + t
+            if step_errors is not None and rec["service_s"] > 0:
+                step_errors.setdefault(rec["kind"], []).append((t - rec["service_s"]) / rec["service_s"])
     return out
 
 
 def compare_run(label: str, cost: CostModel, phases: dict[str, PhaseShape], metrics: dict, steps: list[dict],
                 predicted_tokens_per_s: float, chosen: bool = False) -> RunResult:
     """Build the :class:`RunResult` of one run (``metrics``: ``RunMetrics.as_dict()``)."""
-    replay = replay_run(cost, phases, steps)
+    errors: dict[str, list[float]] = {}
+    replay = replay_run(cost, phases, steps, errors)
     measured: dict[str, dict[int, float]] = {"prefill": {}, "decode": {}, "transition": {}}
     counts: dict[str, dict[int, int]] = {"prefill": {}, "decode": {}, "transition": {}}
     for rec in steps:
@@ -85,7 +103,8 @@ def compare_run(label: str, cost: CostModel, phases: dict[str, PhaseShape], metr
             reps = list(measured[ph])
             results[ph] = PhaseResult(round(sum(counts[ph][r] for r in reps) / len(reps)),
                                       sum(measured[ph][r] for r in reps) / len(reps),
-                                      sum(replay[ph].get(r, 0.0) for r in reps) / len(reps))
+                                      sum(replay[ph].get(r, 0.0) for r in reps) / len(reps),
+                                      tuple(errors.get(ph, ())))
     replay_total = max(sum(replay[k].get(r, 0.0) for k in replay) for r in
                        {r for k in replay for r in replay[k]}) if steps else 0.0
     tokens = metrics["prompt_tokens"] + metrics["output_tokens"]
@@ -108,7 +127,8 @@ def merge_repeats(runs: list[RunResult]) -> RunResult:
     for ph in first.phases:
         got = [r.phases[ph] for r in runs if ph in r.phases]
         phases[ph] = PhaseResult(round(sum(p.steps for p in got) / len(got)), sum(p.measured_s for p in got) / len(got),
-                                 sum(p.predicted_s for p in got) / len(got))
+                                 sum(p.predicted_s for p in got) / len(got),
+                                 tuple(e for p in got for e in p.step_errors))
     mean = lambda f: sum(getattr(r, f) for r in runs) / n  # noqa: E731
     return RunResult(
         label=first.label, predicted_tokens_per_s=mean("predicted_tokens_per_s"),
@@ -123,6 +143,7 @@ class Summary:
     """The figures ``seesaw-validate`` reports over all runs (errors as fractions)."""
 
     step_mape: dict[str, float]  # per phase: MAPE of phase time (= mean step time) over runs
+    median_step_error: dict[str, float]  # per phase: mean over runs of PhaseResult.median_step_error
     throughput_mape: float
     replay_throughput_mape: float
     kendall_tau: float
@@ -135,11 +156,14 @@ def summarize(runs: list[RunResult]) -> Summary:
     """MAPEs, Kendall tau and the chosen plan's gap to the measured best over ``runs`` (at least one)."""
     step = {ph: mape([(r.phases[ph].predicted_s, r.phases[ph].measured_s) for r in runs if ph in r.phases])
             for ph in PHASES}
+    typical = {ph: [r.phases[ph].median_step_error for r in runs
+                    if ph in r.phases and not math.isnan(r.phases[ph].median_step_error)] for ph in PHASES}
     measured = {r.label: r.measured_tokens_per_s for r in runs}
     chosen = next((r.label for r in runs if r.chosen), None)
     best, gap = gap_to_best(measured, chosen) if chosen else (max(measured, key=measured.__getitem__), None)
     return Summary(
         step_mape=step,
+        median_step_error={ph: sum(v) / len(v) if v else math.nan for ph, v in typical.items()},
         throughput_mape=mape([(r.predicted_tokens_per_s, r.measured_tokens_per_s) for r in runs]),
         replay_throughput_mape=mape([(r.replay_tokens_per_s, r.measured_tokens_per_s) for r in runs]),
         kendall_tau=kendall_tau([r.predicted_tokens_per_s for r in runs], [r.measured_tokens_per_s for r in runs]),

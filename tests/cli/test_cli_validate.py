@@ -55,7 +55,9 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
     assert drift["stream_gb_per_s"] > 0 and drift["gemm_gflop_per_s"] > 0
     assert drift["profile_memory_gb_per_s"] == gpu.memory_gb_per_s
     assert drift["profile_gemm_gflop_per_s"] == pytest.approx(gpu.peak_flops / 1e9)
-    assert "machine now against the profile" in report
+    # the decode-shaped probe against the profile's kernel model of the same GEMM (16 rows, cold weights)
+    assert drift["decode_gemm_s"] > 0 and drift["profile_decode_gemm_s"] > 0
+    assert "machine now against the profile" in report and "16-row GEMM over the cold weights" in report
     # --replay re-compares the saved measurements without running anything
     again = tmp_path / "again"
     code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "6",

@@ -52,3 +52,45 @@ def test_merge_repeats_averages_and_summary_uses_the_means():
     assert s.step_mape["decode"] == pytest.approx(0.0)
     assert (s.chosen, s.best_measured, s.chosen_gap) == ("dp2", "dp2", 0.0)
     assert s.kendall_tau == pytest.approx(1.0)
+
+
+def test_median_step_error_ignores_a_spell_of_slow_steps():
+    from seesaw.planner.validation.compare import PhaseResult, RunResult, merge_repeats, summarize
+
+    # 8 steps predicted 10 ms each; measured 10.5 ms, except 2 steps of an interference spell at 16 ms
+    measured = [0.0105] * 6 + [0.016] * 2
+    errors = tuple((0.010 - m) / m for m in measured)
+    phase = PhaseResult(8, sum(measured), 0.080, errors)
+    assert phase.error == pytest.approx(abs(0.080 - sum(measured)) / sum(measured))  # 15.5%: the spell weighs in
+    assert phase.median_step_error == pytest.approx(0.5 / 10.5)  # 4.8%: the typical step
+    assert math.isnan(PhaseResult(8, 0.1, 0.1).median_step_error)
+    # repeats pool their steps; the summary averages the per-layout medians
+    run = RunResult("dp2", 1.0, 1.0, 1.0, {"decode": phase})
+    merged = merge_repeats([run, RunResult("dp2", 1.0, 1.0, 1.0, {"decode": PhaseResult(2, 0.02, 0.02, (0.0, 0.0))})])
+    assert merged.phases["decode"].step_errors == errors + (0.0, 0.0)
+    assert merged.phases["decode"].median_step_error == pytest.approx(0.5 / 10.5)
+    other = RunResult("pp2", 1.0, 1.0, 1.0, {"decode": PhaseResult(2, 0.02, 0.022, (0.1, 0.1))})
+    assert summarize([merged, other]).median_step_error["decode"] == pytest.approx((0.5 / 10.5 + 0.1) / 2)
+    assert math.isnan(summarize([merged, other]).median_step_error["prefill"])
+
+
+def test_compare_run_records_each_steps_signed_error():
+    from seesaw.ir.layout import Layout
+    from seesaw.ir import load_model_config
+    from seesaw.planner.cost.model import CostModel
+    from seesaw.planner.hardware import load_cluster
+    from seesaw.planner.validation.compare import compare_run
+    from seesaw.planner.validation.predict import PhaseShape, stage_times_s
+    from seesaw.planner.workload import Workload
+
+    cfg = load_model_config("SmolLM2-135M")
+    cost = CostModel(cfg, load_cluster("2xcpu"), Workload("t", [64] * 4, [4] * 4))
+    phase = PhaseShape(Layout(2, 1, 1), (cfg.num_hidden_layers,))
+    one = sum(stage_times_s(cost, phase, "decode", [70, 70]))
+    steps = [{"replica": 0, "kind": "decode", "context_lens": [70, 70], "service_s": one * f, "after_idle": i == 0}
+             for i, f in enumerate((1.0, 2.0, 1.0))]
+    run = compare_run("dp2", cost, {"prefill": phase, "decode": phase}, {"prompt_tokens": 0, "output_tokens": 6,
+                      "tokens_per_s": 1.0}, steps, 1.0)
+    assert run.phases["decode"].step_errors == pytest.approx((0.0, -0.5, 0.0))
+    assert run.phases["decode"].median_step_error == pytest.approx(0.0)
+    assert run.phases["decode"].error == pytest.approx(0.25)  # 3 predicted against 4 measured
