@@ -45,7 +45,7 @@ def summary_lines(summary) -> list[str]:
         f"prefill {_pct(s.median_step_error['prefill'])}, decode {_pct(s.median_step_error['decode'])}",
         f"whole-run throughput MAPE: {_pct(s.throughput_mape)} (target <= {_pct(TARGETS['throughput'])}); "
         f"replayed from the measured steps: {_pct(s.replay_throughput_mape)}",
-        f"Kendall tau (predicted vs measured throughput over the layouts): "
+        "Kendall tau (predicted vs measured throughput over the layouts): "
         + ("n/a" if math.isnan(s.kendall_tau) else f"{s.kendall_tau:.2f}"),
     ]
     if s.chosen:

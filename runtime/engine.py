@@ -195,7 +195,7 @@ class Engine:
                 replies[r].append(payload["seconds"])
                 if len(replies[r]) < self.replica:
                     continue
-                secs, replies[r] = max(replies[r]), []
+                replies[r] = []
                 m.transitions += 1 if r == 0 else 0
                 scheds[r].on_transition_done()
             else:
