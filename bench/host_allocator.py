@@ -2,9 +2,9 @@
 runtime's setting (:mod:`seesaw.runtime.host_allocator`: freed memory kept, workspace committed at start-up).
 
 A prefill forward of the even-heads validation model's shape (16 layers, hidden 512, intermediate 1,536,
-8 query / 4 KV heads of 64, fp32, random weights) over 16 prompts of ShareGPT-like lengths (2,597 tokens,
-causal SDPA per prompt), one thread, each configuration in a fresh spawned process as a worker is, both
-configurations twice, interleaved; with ``--busy`` a second process runs the same steps at the same time
+8 query / 4 KV heads of 64, fp32, random weights) over 8 prompts of ShareGPT-like lengths (2,597 tokens,
+causal SDPA per prompt), one thread, each setting (glibc's defaults; freed memory kept; kept and the
+workspace committed) in a fresh spawned process as a worker is, every setting twice, interleaved; with ``--busy`` a second process runs the same steps at the same time
 on the other core (as the other rank of a dp2 run). Prints per configuration the start-up commit time, the
 first step, the median of the next steps, and the minor page faults (``getrusage``) of each.
 
@@ -28,7 +28,8 @@ def _layer_weights(g: torch.Generator) -> dict:
     def w(o, i):
         return torch.randn(o, i, generator=g) * 0.02
     return {"q": w(HEADS * HEAD_DIM, HIDDEN), "k": w(KV_HEADS * HEAD_DIM, HIDDEN), "v": w(KV_HEADS * HEAD_DIM, HIDDEN),
-            "o": w(HIDDEN, HEADS * HEAD_DIM), "gate": w(INTER, HIDDEN), "up": w(INTER, HIDDEN), "down": w(HIDDEN, INTER)}
+            "o": w(HIDDEN, HEADS * HEAD_DIM), "gate": w(INTER, HIDDEN), "up": w(INTER, HIDDEN),
+            "down": w(HIDDEN, INTER)}
 
 
 def _forward(x: torch.Tensor, layers: list) -> torch.Tensor:

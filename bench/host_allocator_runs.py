@@ -60,7 +60,8 @@ def main() -> None:
             print(f"round {rnd + 1} {setting:<8} {tps:7.1f} tok/s  measured/predicted: {', '.join(ratios)}", flush=True)
     for setting in ("default", "retain"):
         tps = totals[(setting, "tok/s")]
-        steps = ", ".join(f"{k} {totals[(setting, k)][0] / totals[(setting, k)][1]:.2f}x" for k in ("prefill", "decode"))
+        steps = ", ".join(f"{k} {totals[(setting, k)][0] / totals[(setting, k)][1]:.2f}x"
+                          for k in ("prefill", "decode"))
         print(f"{setting:<8} tok/s {min(tps):.0f}-{max(tps):.0f}; measured/predicted steps: {steps}")
     d, r = totals[("default", "tok/s")], totals[("retain", "tok/s")]
     print(f"retain / default, mean tok/s: {sum(r) / len(r) / (sum(d) / len(d)):.2f}x")

@@ -124,7 +124,7 @@ def machine_drift(cfg, gpu) -> tuple[dict, str]:
              "profile_gemm_gflop_per_s": prof_f, "decode_gemm_s": dec.seconds, "profile_decode_gemm_s": dec_prof}
     note = (f"machine now against the profile (seesaw-calibrate's probes, timed before the runs): weight "
             f"streaming {now_b:.2f} GB/s (profile {prof_b:.2f}, {100 * (now_b / prof_b - 1):+.0f}%), hot GEMM "
-            f"{now_f:.1f} GFLOP/s (profile {prof_f:.1f}, {100 * (now_f / prof_f - 1):+.0f}%), {DECODE_PROBE_ROWS}-row GEMM "
-            f"over the cold weights {1e3 * dec.seconds:.1f} ms (profile {1e3 * dec_prof:.1f} ms, "
+            f"{now_f:.1f} GFLOP/s (profile {prof_f:.1f}, {100 * (now_f / prof_f - 1):+.0f}%), "
+            f"{DECODE_PROBE_ROWS}-row GEMM over the cold weights {1e3 * dec.seconds:.1f} ms (profile {1e3 * dec_prof:.1f} ms, "
             f"{100 * (dec_prof / dec.seconds - 1):+.0f}% rate)")
     return drift, note

@@ -46,11 +46,13 @@ def _libc():
 
 
 def retain_freed_memory() -> bool:
-    """Make glibc's ``malloc`` keep freed memory in the process: ``M_TRIM_THRESHOLD`` of 2^31 - 1 bytes (free heap
-    top under 2 GiB is never returned with ``brk``) and ``M_MMAP_MAX`` of 0 (large blocks come from the heap, not from a
-    fresh ``mmap`` each). ``SEESAW_HOST_ALLOCATOR=default`` leaves glibc's defaults. Call after the long-lived buffers (weights, KV cache) are allocated, so only the
-    serving-time working set is held this way. Returns True when both settings were accepted, False when
-    the C library is not glibc. The process's resident memory then stays at its peak working set."""
+    """Make glibc's ``malloc`` keep freed memory in the process: ``M_TRIM_THRESHOLD`` of 2^31 - 1 bytes
+    (free heap top under 2 GiB is never returned with ``brk``) and ``M_MMAP_MAX`` of 0 (large blocks come
+    from the heap, not from a fresh ``mmap`` each). ``SEESAW_HOST_ALLOCATOR=default`` leaves glibc's
+    defaults. Call after the long-lived buffers (weights, KV cache) are allocated, so only the serving-time
+    working set is held this way. Returns True when both settings were accepted, False when the C library
+    is not glibc or the defaults were asked for. The process's resident memory then stays at its peak
+    working set."""
     lib = _libc()
     if lib is None or os.environ.get("SEESAW_HOST_ALLOCATOR", "retain") == "default":
         return False
