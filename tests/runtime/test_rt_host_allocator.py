@@ -1,5 +1,6 @@
 """Tests for seesaw.runtime.host_allocator: glibc keeps freed memory (no page faults when a freed block is
 allocated again), the workspace size arithmetic, and the opt-out."""
+import os
 import subprocess
 import sys
 
@@ -23,7 +24,6 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 
 
 def _probe(mode: str, env: dict | None = None) -> tuple[bool, int]:
-    import os
     out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True,
                          env={**os.environ, **(env or {})}).stdout.split()
     return out[0] == "True", int(out[1])
