@@ -171,15 +171,19 @@ def calibrate(
     dp_forward = [f for f in m.forward if f.tp == 1]
     tp_forward = [f for f in m.forward if f.tp > 1]
     step_us = step.step_overhead_us if step else 0.0
-    kernel = F.fit_kernels(m.ops, fixed={"bytes_per_s": stream.nbytes / stream.seconds}, forward=dp_forward,
+    kernel = F.fit_kernels(m.ops + m.in_run, fixed={"bytes_per_s": stream.nbytes / stream.seconds},
+                           forward=dp_forward,
                            forward_weight=forward_weight, step_overhead_us=step_us)
     comm = F.fit_comm(m.comm) if m.comm else None
     links = None
     if tp_forward:
         latency_us = comm.params.link_latency_us if comm else (base.gpu_link_latency_us if base else 0.0)
         held = 1.0 / (comm.params.link_gb_per_s * 1e9) if comm else None
+        # the bytes term from the micro-benchmarks' large messages; the passes fit the launch (a free bandwidth
+        # fitted 0.23 GB/s against 1.84 measured: the 4 TP prefill passes' compute error went into it, and
+        # tp2 prefill of 5,464 tokens then came out 26% over in seesaw-validate)
         links = F.fit_forward_links(tp_forward, kernel.params.spec(step_overhead_us=step_us), latency_us * 1e-6,
-                                    held)
+                                    held, hold_bandwidth=held is not None)
     copy_fits = {k: F.fit_copy([c for c in copies if c.kind == k])
                  for k in ("pinned", "pageable") if any(c.kind == k for c in copies)}
     copy = copy_fits.get("pinned") or copy_fits.get("pageable")
@@ -239,9 +243,10 @@ class Measurements:
     steps: list  # StepSample: micro-batch round trips (absent from files of older versions: not measured)
     forward: list = field(default_factory=list)  # ForwardSample: runtime forward passes (--checkpoint only),
     # TP 1 (data-parallel run) and, where the heads allow it, tp = the forward ranks (one TP group)
+    in_run: list = field(default_factory=list)  # OpSample (in_run): instructions timed inside those passes
 
     def save(self, path: Path) -> None:
-        data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies", "steps", "forward") else
+        data = {k: ([asdict(x) for x in v] if k in ("ops", "comm", "copies", "steps", "forward", "in_run") else
                     (asdict(v) if k in ("peak", "stream") else v)) for k, v in vars(self).items()}
         try:
             path.write_text(json.dumps(data, indent=1))
@@ -263,7 +268,8 @@ class Measurements:
                                            "context_lens": tuple(x.get("context_lens") or ()),
                                            "comms": tuple((str(k), float(b)) for k, b in x.get("comms") or ()),
                                            "comm_counts": tuple(x.get("comm_counts") or ())})
-                        for x in d.get("forward", [])])
+                        for x in d.get("forward", [])],
+                       [F.OpSample(**x) for x in d.get("in_run", [])])
         except OSError as e:
             raise InputError("--refit", f"cannot read '{path}': {e.strerror}") from None
         except (ValueError, KeyError, TypeError) as e:
@@ -302,7 +308,7 @@ def _measure(steps: list, console: Console, progress: bool) -> Measurements:
                         F.OpSample(**asdict(results["hot GEMM (peak)"][0])),
                         F.OpSample(**asdict(results["weight streaming (GEMV)"][0])), reserves,
                         [F.StepSample(**asdict(t)) for t in results[STEP_LABEL]],
-                        list(results.get(FORWARD_LABEL, [])))
+                        *map(list, results.get(FORWARD_LABEL, ([], []))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,9 @@ ignored: :func:`seesaw.cli.validate_runs.run_plan`) and turns every prefill / de
 KV swap-in into a :class:`~seesaw.planner.hardware.fit.ForwardSample` (its ops from the record's sequence
 lengths, :mod:`seesaw.planner.hardware.forward`; measured = the record's ``service_s``: the scheduler's
 issue to reply of the micro-batch, which is what ``seesaw-validate`` compares with the cost model).
-When the heads allow TP over the ranks, the same request set is then served by one TP group
+Every instruction of those passes is timed as well (``Engine(time_ops=True)``) and becomes an in-run op sample
+(:func:`seesaw.planner.hardware.forward.in_run_op_samples`). When the heads allow TP over the ranks, the same
+request set is then served by one TP group
 (``Layout(1, ranks, 1)``) and its steps become TP forward samples: their all-reduces and all-gathers, which
 inside a step also wait for the partner rank to be scheduled, fit ``collective_launch_us`` and the link
 bandwidth (:func:`seesaw.planner.hardware.fit_links.fit_forward_links`).
@@ -27,6 +29,9 @@ PLAN_TIME_LIMIT_S = 10.0
 # about four passes per replica, from many short prompts to one long one, where the planner's own budget
 # packs it into one or two (two prefill samples per rank: too few to fit attention apart from the GEMMs).
 PREFILL_BUDGET_TOKENS = 2048
+# In-run op samples from every 8th forward pass of each rank and mode: about 450 samples over the ~100
+# passes of two ranks, enough to cover every batch shape, few enough to keep the kernel fit under a minute.
+IN_RUN_EVERY = 8
 
 
 def forward_requests(vocab_size: int, context_limit: int, quick: bool,
@@ -72,22 +77,23 @@ def plan_cluster(device_type: str, base, device_name: str, memory_gb: float, ran
     return build_cluster(gpu, ranks, "seesaw-calibrate", "seesaw-calibrate")
 
 
-def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> list:
+def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> tuple[list, list]:
     """Serve the calibration requests (:func:`forward_requests`) with the runtime on a data-parallel plan of
     the checkpoint ``folder`` over the cluster's ranks (each replica serves the whole set, so every rank
     computes at once, as the ranks of a multi-rank layout do) and return one ForwardSample per prefill / decode step that
-    swapped no KV in (``dtype_bytes``: what the ranks compute in, 4 for fp32 on CPU, 2 for bf16 on CUDA).
+    swapped no KV in, and the in-run op samples of every rank's passes (every ``IN_RUN_EVERY``-th pass per rank
+    and mode) (``dtype_bytes``: what the ranks compute in, 4 for fp32 on CPU, 2 for bf16 on CUDA).
     When the checkpoint's heads allow TP over all the ranks (``valid_tp_degrees``), the same request set
     (once, not per replica) is then served by one TP group, ``Layout(1, ranks, 1)`` for both phases, and its
     steps are returned too as ForwardSamples with ``tp = ranks`` (their collectives inside real steps fit the
-    link terms). Raises CommandError when a worker fails."""
+    link terms). Returns ``(forward samples, in-run op samples)``. Raises CommandError when a worker fails."""
     from seesaw.cli.bench_runs import eos_token_ids  # noqa: PLC0415
     from seesaw.cli.validate_runs import run_plan  # noqa: PLC0415
     from seesaw.codegen import build_execution_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.ir.layout import Layout  # noqa: PLC0415
     from seesaw.ir.sharding import valid_tp_degrees  # noqa: PLC0415
-    from seesaw.planner.hardware.forward import forward_graph, forward_sample  # noqa: PLC0415
+    from seesaw.planner.hardware.forward import forward_graph, forward_sample, in_run_op_samples  # noqa: PLC0415
     from seesaw.planner.optimize.solve import plan as make_plan  # noqa: PLC0415
     from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
     from seesaw.planner.workload import Workload  # noqa: PLC0415
@@ -100,7 +106,7 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
     ranks = cluster.num_gpus
     eos_ids = eos_token_ids(ckpt.config)
 
-    def serve(layout: Layout, requests: list) -> list[dict]:
+    def serve(layout: Layout, requests: list) -> tuple[list[dict], list[dict]]:
         workload = Workload("calibration", [len(p) for p, _ in requests], [n for _, n in requests])
         decision = make_plan(cfg, cluster, workload, SearchOptions(prefill=layout, decode=layout),
                              time_limit_s=PLAN_TIME_LIMIT_S)
@@ -111,7 +117,8 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
         schedule = exec_plan.schedule.model_copy(update={"decode_max_seqs": -(-len(requests) // layout.dp),
                                                          "max_prefill_tokens": PREFILL_BUDGET_TOKENS})
         exec_plan = exec_plan.model_copy(update={"schedule": schedule})
-        return run_plan(exec_plan, folder, requests, eos_ids)[1]
+        metrics, steps = run_plan(exec_plan, folder, requests, eos_ids, time_ops=True)
+        return steps, metrics["op_times"]
 
     def samples(steps: list[dict], tp: int) -> list:
         graph = forward_graph(cfg, tp)
@@ -121,7 +128,11 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> lis
                 and rec["service_s"] > 0]
 
     # every data-parallel replica serves the set
-    out = samples(serve(Layout(ranks, 1, 1), [r for r in base_requests for _ in range(ranks)]), 1)
+    steps, op_times = serve(Layout(ranks, 1, 1), [r for r in base_requests for _ in range(ranks)])
+    out = samples(steps, 1)
+    in_run = in_run_op_samples(forward_graph(cfg, 1), op_times, dtype_bytes, 1, IN_RUN_EVERY)
     if ranks > 1 and ranks in valid_tp_degrees(cfg):
-        out += samples(serve(Layout(1, ranks, 1), base_requests), ranks)  # one TP group serves the set once
-    return out
+        steps, op_times = serve(Layout(1, ranks, 1), base_requests)  # one TP group serves the set once
+        out += samples(steps, ranks)
+        in_run += in_run_op_samples(forward_graph(cfg, ranks), op_times, dtype_bytes, ranks, IN_RUN_EVERY)
+    return out, in_run

@@ -125,11 +125,14 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
         ("compute_memory_overlap", k.compute_memory_overlap, "", "compute_memory_overlap", 1,
          "compute_memory_overlap"),
         ("op_overhead_us", k.op_overhead_us, "us", "op_overhead_us", 1, "op_overhead_us"),
+        ("elementwise_overhead_us", k.elementwise_overhead_us, "us", "elementwise_overhead_us", 1,
+         "elementwise_overhead_us"),
         ("attention_seq_overhead_us", k.attention_seq_overhead_us, "us", "attention_seq_overhead_us", 1,
          "attention_seq_overhead_us"),
         ("attention_efficiency", k.attention_efficiency, "", "attention_efficiency", 1, "attention_efficiency"),
         ("attention_memory_efficiency", k.attention_memory_efficiency, "", "attention_memory_efficiency", 1,
          "attention_memory_efficiency"),
+        ("lm_head_efficiency", k.lm_head_efficiency, "", "lm_head_efficiency", 1, "lm_head_efficiency"),
     ]
     for label, value, unit, key, div, field in rows:
         err = kernel.stderr.get(key)

@@ -71,15 +71,18 @@ def plan_runs(cfg, cluster, workload, pairs, time_limit_s: float, checkpoint) ->
     return runs, notes
 
 
-def run_plan(exec_plan, folder: Path, requests, eos_ids: set[int], progress=None) -> tuple[dict, list[dict]]:
+def run_plan(exec_plan, folder: Path, requests, eos_ids: set[int], progress=None,
+             time_ops: bool = False) -> tuple[dict, list[dict]]:
     """Serve ``requests`` (``(prompt ids, output length)``, EOS ignored) under ``exec_plan`` after one short
-    warm-up request; returns ``RunMetrics.as_dict()`` and the step records of the timed run. Raises
-    CommandError when a worker fails or an output length differs from its request's."""
+    warm-up request; returns ``RunMetrics.as_dict()`` and the step records of the timed run. With
+    ``time_ops`` every instruction of the timed run's forward passes is timed too, returned in the dict as
+    ``op_times`` (``RunMetrics.op_times``). Raises CommandError when a worker fails or an output length
+    differs from its request's."""
     from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
     from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
 
     try:
-        with Engine(exec_plan, str(folder)) as engine:
+        with Engine(exec_plan, str(folder), time_ops=time_ops) as engine:
             engine.generate([Sequence(-1, requests[0][0][:8], 2, ignore_eos=True)], eos_ids)
             seqs = [Sequence(i, ids, n, ignore_eos=True) for i, (ids, n) in enumerate(requests)]
             _, m = engine.generate(seqs, eos_ids, progress)
@@ -88,7 +91,7 @@ def run_plan(exec_plan, folder: Path, requests, eos_ids: set[int], progress=None
     wrong = [s.index for s, (_, n) in zip(seqs, requests) if s.finish_reason != "length" or len(s.output) != n]
     if wrong:
         raise CommandError(f"requests {wrong[:5]} did not finish at their requested length")
-    return m.as_dict(), m.steps
+    return {**m.as_dict(), **({"op_times": m.op_times} if time_ops else {})}, m.steps
 
 
 def machine_drift(cfg, gpu) -> tuple[dict, str]:

@@ -34,9 +34,12 @@ class RunMetrics:
     transition_bytes: int = 0
     per_replica: list = field(default_factory=list)
     steps: list = field(default_factory=list)  # one dict per returned action, see Engine._step_record
+    # with Engine(time_ops=True): every forward pass of every rank, {"rank", "mode", "context_lens", "ops":
+    # [[instruction name, seconds], ...]} (PhaseProgram.op_times), warm-up calls excluded by the caller
+    op_times: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("per_replica", "steps")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("per_replica", "steps", "op_times")}
         d["tokens_per_s"] = (self.prompt_tokens + self.output_tokens) / self.wall_s if self.wall_s else 0.0
         d["output_tokens_per_s"] = self.output_tokens / self.wall_s if self.wall_s else 0.0
         d["requests_per_s"] = self.requests / self.wall_s if self.wall_s else 0.0
@@ -54,7 +57,9 @@ class Engine:
     """Runs a plan on a checkpoint folder. Use as a context manager (stops every worker on exit).
 
     ``gpu_kv_tokens`` / ``host_buffer_tokens`` override the plan's per-replica sizes (tests use tiny ones);
-    ``keep_logits`` records every sampled token's logits in ``self.logits`` (tests). ``workers_factory``
+    ``keep_logits`` records every sampled token's logits in ``self.logits`` (tests); ``time_ops`` times every
+    instruction of every forward pass on every rank (``RunMetrics.op_times`` of each :meth:`generate`, for
+    ``seesaw-calibrate``; a few microseconds per instruction, and on CUDA a synchronize each). ``workers_factory``
     maps the :class:`WorkerConfig` to a transport (default: spawn local processes, :class:`LocalWorkers`;
     under torchrun, :class:`CollectiveWorkers`). Raises :class:`WorkerError` when a worker fails to start.
     """
@@ -62,7 +67,8 @@ class Engine:
     def __init__(self, plan: ExecutionPlan, checkpoint: str, *, device: str | None = None, dtype: str | None = None,
                  gpu_kv_tokens: int | None = None, host_buffer_tokens: int | None = None,
                  collective_timeout_s: float = 60.0, start_timeout_s: float = 600.0,
-                 keep_logits: bool = False, workers_factory=None, host_buffer_path: str | None = None) -> None:
+                 keep_logits: bool = False, workers_factory=None, host_buffer_path: str | None = None,
+                 time_ops: bool = False) -> None:
         self.plan = plan
         self.keep_logits = keep_logits
         self._pending: list = []  # replies received while waiting for another kind
@@ -102,7 +108,7 @@ class Engine:
                            device="cuda" if self.cuda else "cpu", dtype=self.dtype, gpu_pages=self.gpu_pages,
                            host_buffer=self.host.spec() if self.host else None,
                            collective_timeout_s=collective_timeout_s,
-                           prefault_pages=0 if self.cuda else self.prefault_pages)
+                           prefault_pages=0 if self.cuda else self.prefault_pages, time_ops=time_ops)
         try:
             self.workers = (workers_factory or (lambda c: LocalWorkers(c, start_timeout_s)))(cfg)
         except BaseException:
@@ -225,6 +231,7 @@ class Engine:
             m.kv_swap_out_bytes += st["kv_swap_out_bytes"]
             m.kv_swap_in_bytes += st["kv_swap_in_bytes"]
             m.transition_bytes += st["transition_bytes"]
+            m.op_times += st.get("op_times", [])  # this call's forward passes; the worker clears its list
         return sequences, m
 
     def _issue(self, r: int, act) -> None:

@@ -44,7 +44,7 @@ QUICK_PREFILL_ROWS = (256, 1024)
 
 @dataclass(frozen=True)
 class OpTiming:
-    """A timed compute op (fields as :class:`seesaw.planner.hardware.fit.OpSample`): ``kind`` gemm |
+    """A timed compute op (fields as :class:`seesaw.planner.hardware.fit.OpSample`): ``kind`` gemm | lm_head |
     elementwise | attention, the IR's ``flops`` and ``nbytes``, median ``seconds``, GEMM ``rows``,
     attention ``seqs``."""
 
@@ -180,7 +180,8 @@ class Bench:
             x = self._rand(r, ws[0].shape[1])
             reps = self.s.reps * (4 if r <= 64 else 1)
             t = median_time_s(lambda i: layers.linear(x, ws[i % len(ws)], bias), reps, self.device)
-            out.append(self._timing("gemm", op, PassShape(r, 1, 1), tp, t, f"{label} rows {r}", rows=r))
+            kind = "lm_head" if op.kind is OpKind.LM_HEAD else "gemm"
+            out.append(self._timing(kind, op, PassShape(r, 1, 1), tp, t, f"{label} rows {r}", rows=r))
         return out
 
     def stream(self, rows: int = 1) -> OpTiming:

@@ -9,6 +9,7 @@ block output that an all-reduce completes and a residual add consumes.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -58,11 +59,17 @@ class _Regs:
 
 
 class PhaseProgram:
-    """A compiled program: one closure per instruction."""
+    """A compiled program: one closure per instruction.
 
-    def __init__(self, rank_plan: RankPlan, ctx: RankContext) -> None:
+    ``op_times``: when a list, every :meth:`forward` appends ``{"mode", "context_lens", "ops": [[instruction
+    name, seconds], ...]}``, each instruction timed alone (on CUDA with a device synchronize around it), for
+    ``seesaw-calibrate``'s in-run op timings.
+    """
+
+    def __init__(self, rank_plan: RankPlan, ctx: RankContext, op_times: list | None = None) -> None:
         self.plan = rank_plan
         self.ctx = ctx
+        self.op_times = op_times
         cfg = ctx.cfg
         self.d = cfg.head_dim
         self.eps = cfg.rms_norm_eps
@@ -246,10 +253,26 @@ class PhaseProgram:
             if b.mode == "decode":
                 r.contexts = [_context(t, n, b.page_size, r.ctx_slots[i, :n]) for i, (t, n) in
                               enumerate(zip(b.block_tables, b.context_lens))]
-        for step in self.steps:
-            step(r, b)
+        if self.op_times is None:
+            for step in self.steps:
+                step(r, b)
+        else:
+            self._timed(r, b)
         logits = r.logits.float().cpu() if (b.return_logits and r.tokens is not None) else None
         return r.tokens, logits
+
+    def _timed(self, r: _Regs, b: ForwardBatch) -> None:
+        """Run the program timing each instruction (see the class docstring)."""
+        cuda = self.ctx.device.type == "cuda"
+        sync = (lambda: torch.cuda.synchronize(self.ctx.device)) if cuda else (lambda: None)
+        ops = []
+        sync()
+        for ins, step in zip(self.plan.program, self.steps):
+            start = time.perf_counter()
+            step(r, b)
+            sync()
+            ops.append([ins.name, time.perf_counter() - start])
+        self.op_times.append({"mode": b.mode, "context_lens": list(b.context_lens), "ops": ops})
 
     def flush(self, keep: int = 0) -> None:
         """Wait for outstanding sends but the ``keep`` most recent (each holds its tensor until done).

@@ -43,6 +43,7 @@ class WorkerConfig:
     host_buffer: dict | None  # HostKVBuffer spec
     collective_timeout_s: float = 60.0
     prefault_pages: int = 0  # CPU: device KV pages to fault in at start-up (PagedKVCache.prefault)
+    time_ops: bool = False  # time every instruction of every forward pass (PhaseProgram.op_times)
 
 
 def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict) -> dict:
@@ -91,6 +92,7 @@ class Worker:
         self.kv.prefault(cfg.prefault_pages)
         self.host = HostKVBuffer(**cfg.host_buffer) if cfg.host_buffer else None
         self.stats = {"kv_swap_out_bytes": 0, "kv_swap_in_bytes": 0, "transition_bytes": 0}
+        self.op_times: list | None = [] if cfg.time_ops else None  # kept across transitions, sent with stats
         self.phase = "prefill"
         self._activate("prefill")
         self.workspace_prefault_s = self._commit_workspace() if self.device.type == "cpu" else 0.0
@@ -144,7 +146,7 @@ class Worker:
         rp = self.plan.phase(phase).ranks[self.rank]
         ctx = RankContext(self.cfg, self.rope, weights, self.groups[phase], rp.tp_rank, self.kv, self.host,
                           self.device, self.dtype, self.stats)
-        self.program = PhaseProgram(rp, ctx)
+        self.program = PhaseProgram(rp, ctx, self.op_times)
         return sum(t.numel() * t.element_size() for t in weights.values())
 
     @property
@@ -189,7 +191,11 @@ class Worker:
             self.stats["transition_bytes"] += nbytes
             return ("transition", self.rank, {"seconds": time.perf_counter() - start, "bytes": nbytes})
         if kind == "stats":
-            return ("stats", self.rank, dict(self.stats))
+            stats = dict(self.stats)
+            if self.op_times is not None:
+                stats["op_times"] = [dict(rec, rank=self.rank) for rec in self.op_times]
+                self.op_times.clear()
+            return ("stats", self.rank, stats)
         raise ValueError(f"unknown command '{kind}'")
 
 

@@ -6,10 +6,11 @@ Formulas: DESIGN.md section 4 (after the Seesaw paper's appendix). Each compute 
 from the hardware profile; ``overlap = compute_memory_overlap`` is 1 (the plain roofline ``max``) unless a
 calibration measured less (a single CPU thread does not overlap streaming and arithmetic). GEMMs (linear,
 lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
-``matmul_half_rows``), and GEMMs of two or more rows move ``1 + matmul_pack_ratio`` times their bytes (a CPU
+``matmul_half_rows``; the lm head at ``lm_head_efficiency`` of both rates), and GEMMs of two or more rows move ``1 + matmul_pack_ratio`` times their bytes (a CPU
 BLAS packs the weight panels; a one-row GEMV streams them once); attention at ``F_eff * attention_efficiency`` and ``B_eff *
 attention_memory_efficiency``. Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
-op, ``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch
+op, ``elementwise_overhead_us`` more per elementwise op (every compute op but GEMMs and attention),
+``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch
 (see :func:`step_overhead_s`). Collectives use the cluster's alpha-beta model (``Cluster.allreduce_s`` etc.).
 """
 from __future__ import annotations
@@ -34,13 +35,14 @@ _GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
 
 
 def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None,
-                  attention: bool = False) -> float:
+                  attention: bool = False, lm_head: bool = False) -> float:
     """Time (s) of one kernel of ``flops`` FLOPs moving ``nbytes`` bytes, without fixed overheads.
 
     ``max(c, m) + (1 - gpu.compute_memory_overlap) * min(c, m)``, ``c = flops / F``, ``m = nbytes / B_eff``;
     for a GEMM of ``gemm_rows`` rows ``F = F_eff * rows / (rows + matmul_half_rows)``, for attention
     ``F = F_eff * attention_efficiency`` and ``B_eff * attention_memory_efficiency``, else ``F = F_eff``; a GEMM of more
-    than one row moves ``nbytes * (1 + matmul_pack_ratio)`` (weight packing, GotoBLAS-style). The calibration fit
+    than one row moves ``nbytes * (1 + matmul_pack_ratio)`` (weight packing, GotoBLAS-style); the lm head's GEMM
+    (``lm_head``) runs both rates at ``lm_head_efficiency``. The calibration fit
     (:mod:`seesaw.planner.hardware.fit`) uses this very function.
     """
     rate = gpu.achievable_flops
@@ -48,8 +50,11 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
         rate *= gpu.attention_efficiency
     if gemm_rows is not None and gpu.matmul_half_rows > 0:
         rate *= gemm_rows / (gemm_rows + gpu.matmul_half_rows)
-    c = flops / rate if flops else 0.0
     bandwidth = gpu.achievable_memory_bytes_per_s * (gpu.attention_memory_efficiency if attention else 1.0)
+    if lm_head:
+        rate *= gpu.lm_head_efficiency
+        bandwidth *= gpu.lm_head_efficiency
+    c = flops / rate if flops else 0.0
     m = nbytes / bandwidth
     if gemm_rows is not None and gemm_rows > 1:
         m *= 1.0 + gpu.matmul_pack_ratio
@@ -61,7 +66,8 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
 
     Attention is costed per part (a prefill chunk and decode sequences attend over different contexts)
     plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
-    adds ``op_overhead_us`` once.
+    adds ``op_overhead_us`` once, elementwise ops (neither GEMM nor attention) ``elementwise_overhead_us``
+    more.
     """
     gpu = cluster.gpu
     dtype = gpu.dtype_bytes
@@ -74,10 +80,13 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
         flops = op.flops(shape, tp)
         nbytes = op.device_bytes(shape, tp, dtype)
         rows = op.tokens(shape) if op.kind in _GEMM_KINDS else None
-        total += kernel_time_s(flops, nbytes, gpu, rows, attention)
+        total += kernel_time_s(flops, nbytes, gpu, rows, attention, op.kind == OpKind.LM_HEAD)
         if attention:
             total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
-    return total + gpu.op_overhead_us * 1e-6 if total else 0.0
+    if not total:
+        return 0.0
+    fixed_us = gpu.op_overhead_us + (0.0 if attention or op.kind in _GEMM_KINDS else gpu.elementwise_overhead_us)
+    return total + fixed_us * 1e-6
 
 
 def step_overhead_s(cluster: Cluster) -> float:

@@ -36,8 +36,8 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 # at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
 # a source for the "overheads" group.
 OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
-                                    "attention_efficiency", "attention_memory_efficiency", "op_overhead_us",
-                                    "attention_seq_overhead_us", "step_overhead_us")
+                                    "attention_efficiency", "attention_memory_efficiency", "lm_head_efficiency",
+                                    "op_overhead_us", "elementwise_overhead_us", "attention_seq_overhead_us", "step_overhead_us")
 
 
 class GPUSpec(BaseModel):
@@ -84,7 +84,14 @@ class GPUSpec(BaseModel):
     attention_memory_efficiency: float = Field(1.0, gt=0, le=1, description=(
         "attention's memory rate (K/V reads) as a share of the streaming rate: a paged decode kernel that "
         "gathers or re-lays out K/V reads it slower than a GEMM streams weights"))
+    lm_head_efficiency: float = Field(1.0, gt=0, le=1, description=(
+        "the lm head GEMM's FLOP and memory rates as a share of the other GEMMs' (a vocabulary-wide weight, "
+        "e.g. 49,152 x 512, that a CPU BLAS streams slower per byte than a layer's projections)"))
     op_overhead_us: float = Field(0.0, ge=0, description="fixed time per compute op (kernel launch / dispatch)")
+    elementwise_overhead_us: float = Field(0.0, ge=0, description=(
+        "extra fixed time per elementwise op (embedding, RMSNorm, RoPE, SiLU-mul, residual add, sampling) on "
+        "top of op_overhead_us: each is several small kernels, each dispatched against caches a forward pass "
+        "keeps cold"))
     attention_seq_overhead_us: float = Field(0.0, ge=0, description="fixed time per sequence per attention op")
     step_overhead_us: float = Field(0.0, ge=0, description="fixed time per micro-batch on every rank")
     source: dict[str, str] = Field(default_factory=dict, description="figure group -> where it came from")

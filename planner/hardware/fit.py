@@ -5,12 +5,14 @@ each evaluating its predictions through the cost model's own functions on a :cla
 :class:`Cluster` built from candidate parameters, never through a restatement of the formulas:
 
 - compute ops (:func:`fit_kernels`): :func:`~seesaw.planner.cost.roofline.kernel_time_s` plus the fixed terms
-  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Nine parameters: the
+  :func:`~seesaw.planner.cost.roofline.compute_op_s` adds (see :func:`op_time_s`). Eleven parameters: the
   achieved GEMM rate ``F_eff`` and memory bandwidth ``B_eff`` of the roofline (DESIGN.md section 4), Hockney
   and Jesshope's half-performance rows ``matmul_half_rows``, the weight-packing traffic of multi-row GEMMs
-  ``matmul_pack_ratio``, ``compute_memory_overlap``, ``op_overhead_us``,
+  ``matmul_pack_ratio``, ``compute_memory_overlap``, ``op_overhead_us``, ``elementwise_overhead_us`` (the
+  further fixed time of an elementwise op: several small kernels, dispatched against cold caches),
   ``attention_seq_overhead_us``, ``attention_efficiency`` and ``attention_memory_efficiency`` (attention
-  FLOPs run at ``F_eff * attention_efficiency``, its bytes at ``B_eff * attention_memory_efficiency``).
+  FLOPs run at ``F_eff * attention_efficiency``, its bytes at ``B_eff * attention_memory_efficiency``), and
+  ``lm_head_efficiency`` (both rates of the lm head's GEMM).
   Besides the isolated op timings the fit can take timed forward passes of the runtime
   (:class:`ForwardSample`, predicted by :func:`forward_time_s` as the sum of their ops' times plus the
   per-micro-batch overhead), weighted so that they together weigh as much as the op timings. The
@@ -53,7 +55,8 @@ from seesaw.planner.cost.roofline import kernel_time_s, step_overhead_s
 from seesaw.planner.hardware.catalog import GB, GPUSpec
 from seesaw.planner.hardware.cluster import build_cluster
 
-OpKindName = Literal["gemm", "elementwise", "attention"]
+OpKindName = Literal["gemm", "lm_head", "elementwise", "attention"]
+_GEMM_SAMPLE_KINDS = ("gemm", "lm_head")
 
 
 # -- samples ------------------------------------------------------------------------------------------------
@@ -61,7 +64,8 @@ OpKindName = Literal["gemm", "elementwise", "attention"]
 class OpSample:
     """One timed compute op: ``flops`` FLOPs and ``nbytes`` bytes of memory traffic (as the IR's
     ``Op.flops`` / ``Op.device_bytes`` count them) in ``seconds``. ``rows``: a GEMM's rows (tokens);
-    ``seqs``: sequences of an attention op."""
+    ``seqs``: sequences of an attention op. ``in_run``: timed inside a forward pass of the runtime (the mean
+    over the layers of one pass, :func:`seesaw.planner.hardware.forward.in_run_op_samples`), not alone."""
 
     kind: OpKindName
     flops: float
@@ -70,6 +74,7 @@ class OpSample:
     rows: float | None = None
     seqs: int = 0
     label: str = ""
+    in_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,8 @@ class KernelParams:
     attention_efficiency: float = 1.0
     attention_memory_efficiency: float = 1.0
     matmul_pack_ratio: float = 0.0
+    elementwise_overhead_us: float = 0.0
+    lm_head_efficiency: float = 1.0
 
     def spec(self, name: str = "fit", step_overhead_us: float = 0.0) -> GPUSpec:
         """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1), with the
@@ -188,25 +195,30 @@ class KernelParams:
                        memory_gb_per_s=self.bytes_per_s / GB, matmul_efficiency=1.0, memory_efficiency=1.0,
                        matmul_half_rows=self.matmul_half_rows, matmul_pack_ratio=self.matmul_pack_ratio,
                        compute_memory_overlap=self.compute_memory_overlap,
-                       op_overhead_us=self.op_overhead_us, attention_seq_overhead_us=self.attention_seq_overhead_us,
+                       op_overhead_us=self.op_overhead_us, elementwise_overhead_us=self.elementwise_overhead_us,
+                       lm_head_efficiency=self.lm_head_efficiency,
+                       attention_seq_overhead_us=self.attention_seq_overhead_us,
                        attention_efficiency=self.attention_efficiency,
                        attention_memory_efficiency=self.attention_memory_efficiency, step_overhead_us=step_overhead_us)
 
 
 KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
-                 "op_overhead_us", "attention_seq_overhead_us", "attention_efficiency", "attention_memory_efficiency")
+                 "op_overhead_us", "elementwise_overhead_us", "attention_seq_overhead_us", "attention_efficiency",
+                 "attention_memory_efficiency", "lm_head_efficiency")
 
 
 def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
     """Predicted seconds of a measured op on ``gpu``: ``kernel_time_s(flops, nbytes, gpu, rows, attention)``
     (rows only for GEMMs; attention ops at ``F_eff * attention_efficiency`` and ``B_eff *
     attention_memory_efficiency``) plus the fixed terms that
-    ``compute_op_s`` adds: ``op_overhead_us`` once per op and ``attention_seq_overhead_us`` per sequence of an
-    attention op (planner/cost/roofline.py)."""
-    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind == "gemm" else None,
-                      attention=sample.kind == "attention")
+    ``compute_op_s`` adds: ``op_overhead_us`` once per op, ``elementwise_overhead_us`` more per elementwise op
+    and ``attention_seq_overhead_us`` per sequence of an attention op (planner/cost/roofline.py)."""
+    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind in _GEMM_SAMPLE_KINDS else None,
+                      attention=sample.kind == "attention", lm_head=sample.kind == "lm_head")
     if sample.kind == "attention":
         t += gpu.attention_seq_overhead_us * 1e-6 * sample.seqs
+    if sample.kind == "elementwise":
+        t += gpu.elementwise_overhead_us * 1e-6
     return t + gpu.op_overhead_us * 1e-6
 
 
@@ -275,6 +287,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
 
     ``matmul_half_rows`` is fitted only when GEMMs were timed at two or more row counts,
     ``matmul_pack_ratio`` only when they were timed at one row and at more (otherwise it stays 0),
+    ``elementwise_overhead_us`` only when there are elementwise op samples (otherwise it stays 0),
+    ``lm_head_efficiency`` only when there are lm head samples (kind ``lm_head``) and other GEMMs (else 1),
     ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (as ops, or
     inside forward passes; otherwise they stay 0), ``attention_efficiency`` only when there are attention
     samples with FLOPs and ``attention_memory_efficiency`` only when there are attention samples with bytes
@@ -289,7 +303,7 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         raise ValueError(f"unknown kernel parameters {sorted(unknown)} (known: {', '.join(KERNEL_PARAMS)})")
     if not (forward_weight >= 0 and math.isfinite(forward_weight)):
         raise InputError("forward weight", f"must be a number >= 0, got {forward_weight!r}")
-    gemms = [s for s in samples if s.kind == "gemm"]
+    gemms = [s for s in samples if s.kind in _GEMM_SAMPLE_KINDS]
     if not gemms:
         raise InputError("op samples", "the kernel fit needs at least one GEMM sample")
     _check_positive(samples, "op samples")
@@ -302,6 +316,10 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     attention = [s for s in samples if s.kind == "attention"]
     attention += [op for f in fitted_fwd for op in f.ops if op.kind == "attention"]
     free = ["flops_per_s", "bytes_per_s", "compute_memory_overlap", "op_overhead_us"]
+    if any(s.kind == "elementwise" for s in samples):
+        free.append("elementwise_overhead_us")
+    if any(s.kind == "lm_head" for s in samples) and any(s.kind == "gemm" for s in samples):
+        free.append("lm_head_efficiency")
     if len({s.rows for s in gemms}) >= 2:
         free.append("matmul_half_rows")
     if any(s.rows == 1 for s in gemms) and any((s.rows or 0) > 1 for s in gemms):
@@ -326,14 +344,17 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     f0 = max(s.flops / s.seconds for s in gemms)
     b0 = max(s.nbytes / s.seconds for s in (gemms if any(s.nbytes for s in gemms) else samples))
     t_min_us = float(measured.min()) * 1e6
+    t_ew_us = max((s.seconds for s in samples if s.kind == "elementwise"), default=0.0) * 1e6
     scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
     lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "matmul_pack_ratio": 0.0,
-             "compute_memory_overlap": 0.0, "op_overhead_us": 0.0, "attention_seq_overhead_us": 0.0,
-             "attention_efficiency": 1e-4, "attention_memory_efficiency": 1e-3}
+             "compute_memory_overlap": 0.0, "op_overhead_us": 0.0, "elementwise_overhead_us": 0.0,
+             "attention_seq_overhead_us": 0.0,
+             "attention_efficiency": 1e-4, "attention_memory_efficiency": 1e-3, "lm_head_efficiency": 1e-3}
     upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "matmul_pack_ratio": 10.0,
              "compute_memory_overlap": 1.0,
-             "op_overhead_us": max(t_min_us, 1e-3), "attention_seq_overhead_us": np.inf,
-             "attention_efficiency": 1.0, "attention_memory_efficiency": 1.0}
+             "op_overhead_us": max(t_min_us, 1e-3), "elementwise_overhead_us": max(t_ew_us, 1e-3),
+             "attention_seq_overhead_us": np.inf,
+             "attention_efficiency": 1.0, "attention_memory_efficiency": 1.0, "lm_head_efficiency": 1.0}
 
     defaults = {"flops_per_s": f0, "bytes_per_s": b0}
 
@@ -361,8 +382,9 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
             start = {"flops_per_s": 1.0, "bytes_per_s": 1.0, "matmul_half_rows": n_half,
                      "matmul_pack_ratio": 0.2,
                      "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
+                     "elementwise_overhead_us": 0.1 * t_ew_us,
                      "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5,
-                     "attention_memory_efficiency": 0.5}
+                     "attention_memory_efficiency": 0.5, "lm_head_efficiency": 0.8}
             x0 = np.array([start[p] for p in free])
             sol = least_squares(residuals, x0, bounds=([lower[p] for p in free], [upper[p] for p in free]),
                                 x_scale="jac", method="trf", loss="linear", xtol=1e-12, ftol=1e-12, gtol=1e-12,
@@ -371,7 +393,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
                 best = sol
     params = params_of(best.x)
     ops, fwd = predict(params)
-    table = tuple(Residual(s.kind, s.label, s.seconds, p) for s, p in zip(samples, ops))
+    table = tuple(Residual(f"in-run {s.kind}" if s.in_run else s.kind, s.label, s.seconds, p)
+                  for s, p in zip(samples, ops))
     fwd_table = tuple(Residual("forward", f.label, f.seconds, p) for f, p in zip(forward, fwd))
     err = _stderr(best.jac, best.fun)  # Jacobian and residuals of the weighted soft-L1 transform
     return KernelFit(params, tuple(free), table, {p: e * scale.get(p, 1.0) for p, e in zip(free, err)},

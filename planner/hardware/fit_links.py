@@ -142,7 +142,7 @@ def forward_tp_time_s(sample: ForwardSample, gpu: GPUSpec, cluster: Cluster) -> 
 
 
 def fit_forward_links(samples: Sequence[ForwardSample], gpu: GPUSpec, latency_s: float,
-                      held_s_per_byte: float | None = None) -> ForwardLinkFit:
+                      held_s_per_byte: float | None = None, hold_bandwidth: bool = False) -> ForwardLinkFit:
     """Collective launch (s, >= 0) and seconds per byte (> 0) of the link, fitted to timed TP forward passes
     of the runtime: each pass is predicted by :func:`forward_tp_time_s` with its compute on ``gpu`` (the
     kernel terms and ``step_overhead_us`` already fitted) and its collectives on ``comm_cluster(tp, launch,
@@ -153,7 +153,9 @@ def fit_forward_links(samples: Sequence[ForwardSample], gpu: GPUSpec, latency_s:
 
     When the fitted seconds per byte ends at its lower bound (the passes' messages too small for their byte
     term to show: a bandwidth of 1e6 GB/s) and ``held_s_per_byte`` is given (the micro-benchmark figure),
-    the bandwidth is held there instead and only the launch is fitted (``bandwidth_held``)."""
+    the bandwidth is held there instead and only the launch is fitted (``bandwidth_held``). With
+    ``hold_bandwidth`` it is held there from the start (``held_s_per_byte`` required): the passes then fit the
+    launch only."""
     samples = list(samples)
     if not samples or any(s.tp < 2 or not s.comms for s in samples):
         raise InputError("forward tp samples", "the link fit needs forward passes at tp >= 2 with collectives")
@@ -166,9 +168,13 @@ def fit_forward_links(samples: Sequence[ForwardSample], gpu: GPUSpec, latency_s:
         clusters = {t: comm_cluster(t, float(v[0]), latency_s, float(v[1])) for t in tps}
         return compute + np.array([forward_comm_s(s, clusters[s.tp]) for s in samples])
 
-    x, err = _linear_fit(predict, measured, np.array([1e-5, 1e-9]), np.array([0.0, 1e-15]),
-                         "forward tp samples", "need passes with different collective sizes")
-    held = held_s_per_byte is not None and x[1] <= 1e-15 * (1 + 1e-6)
+    if hold_bandwidth and held_s_per_byte is None:
+        raise ValueError("hold_bandwidth needs held_s_per_byte")
+    held = hold_bandwidth
+    if not held:
+        x, err = _linear_fit(predict, measured, np.array([1e-5, 1e-9]), np.array([0.0, 1e-15]),
+                             "forward tp samples", "need passes with different collective sizes")
+        held = held_s_per_byte is not None and x[1] <= 1e-15 * (1 + 1e-6)
     if held:
         x1, err1 = _linear_fit(lambda v: predict(np.array([v[0], held_s_per_byte])), measured, np.array([1e-5]),
                                np.array([0.0]), "forward tp samples", "need a pass with collectives")

@@ -114,9 +114,11 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
         "runtime_reserve_gb": _sig(facts.runtime_reserve_gb, 3),
         "matmul_half_rows": _sig(k.matmul_half_rows), "matmul_pack_ratio": _sig(k.matmul_pack_ratio),
         "compute_memory_overlap": _sig(k.compute_memory_overlap),
-        "op_overhead_us": _sig(k.op_overhead_us), "attention_seq_overhead_us": _sig(k.attention_seq_overhead_us),
+        "op_overhead_us": _sig(k.op_overhead_us), "elementwise_overhead_us": _sig(k.elementwise_overhead_us),
+        "attention_seq_overhead_us": _sig(k.attention_seq_overhead_us),
         "attention_efficiency": _sig(k.attention_efficiency),
         "attention_memory_efficiency": _sig(k.attention_memory_efficiency),
+        "lm_head_efficiency": _sig(k.lm_head_efficiency),
         "step_overhead_us": _sig(step.step_overhead_us) if step else 0.0,
     }
     not_measured = f"not measured here: {base.name} figures" if facts.base else "not measured here: defaults"
@@ -142,8 +144,8 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
     if links:
         entry.update(gpu_link_gb_per_s=_sig(links.link_gb_per_s), collective_launch_us=_sig(links.collective_launch_us))
         n, rms, worst = residual_summary(links.residuals)["forward tp"]
-        fitted = ("collective_launch_us fitted (gpu_link_gb_per_s held at the micro-benchmark figure: the "
-                  "passes' messages too small to show a byte term)" if links.bandwidth_held else
+        fitted = ("collective_launch_us fitted (gpu_link_gb_per_s held at the micro-benchmark figure, whose large "
+                  "messages show the byte term)" if links.bandwidth_held else
                   "collective_launch_us and gpu_link_gb_per_s fitted")
         fwd = (f"{fitted} by {by} to {n} timed TP "
                f"{'/'.join(map(str, links.tps))} forward passes of the runtime (collectives inside real steps, "

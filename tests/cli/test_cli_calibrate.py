@@ -74,7 +74,7 @@ def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
     out, timings = calibrated
     data = json.loads(timings.read_text())
     assert {"ops", "comm", "copies", "peak", "stream", "reserves"} <= set(data)
-    assert {s["kind"] for s in data["ops"]} == {"gemm", "elementwise", "attention"}
+    assert {s["kind"] for s in data["ops"]} == {"gemm", "lm_head", "elementwise", "attention"}
     assert {(s["mode"], s["seqs"]) for s in data["steps"]} == {(m, n) for m in ("decode", "prefill") for n in (1, 8, 32)}
     again = tmp_path / "again.yaml"
     assert main(["--model", str(tiny_model), "--refit", str(timings), "--out", str(again), "--name", "cpu2"]) == 0

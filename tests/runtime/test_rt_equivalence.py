@@ -134,3 +134,29 @@ def test_second_generate_reshards_back_to_the_prefill_layout(references):
             targets = [s["target"] for s in m.steps if s["kind"] == "transition"]
             assert targets == (["decode"] if call == 0 else ["prefill", "decode"])
             assert m.steps[0]["kind"] == ("prefill" if call == 0 else "transition")
+
+
+def test_timed_instructions_leave_tokens_unchanged_and_cover_every_program(references):
+    """Engine(time_ops=True) across a pp2 -> tp2 re-sharding: tokens still match transformers, and every rank
+    reports one record per forward pass it ran with every instruction of its phase's program, in order,
+    each with a positive time; the planner turns the TP-2 decode records into in-run op samples."""
+    from seesaw.ir import load_model_config
+    from seesaw.planner.hardware.forward import forward_graph, in_run_op_samples
+
+    folder, prompts, ref_tokens, _ = references["llama_gqa"]
+    plan = make_plan(folder, "pp2", "tp2", host_buffer_tokens=4096)
+    with Engine(plan, str(folder), time_ops=True) as eng:
+        seqs = [Sequence(i, list(p), NEW_TOKENS, ignore_eos=True) for i, p in enumerate(prompts)]
+        seqs, m = eng.generate(seqs, eos_ids=set())
+    assert [s.output for s in seqs] == ref_tokens
+    assert {r["rank"] for r in m.op_times} == {0, 1} and {r["mode"] for r in m.op_times} == {"prefill", "decode"}
+    for rec in m.op_times:
+        program = plan.phase(rec["mode"]).ranks[rec["rank"]].program
+        assert [name for name, _ in rec["ops"]] == [ins.name for ins in program]
+        assert all(t > 0 for _, t in rec["ops"])
+    decode_passes = sum(1 for s in m.steps if s["kind"] == "decode")
+    assert sum(1 for r in m.op_times if r["mode"] == "decode") == 2 * decode_passes  # both TP ranks
+    decode = [r for r in m.op_times if r["mode"] == "decode"]
+    samples = in_run_op_samples(forward_graph(load_model_config(folder), 2), decode, 4, tp=2)
+    assert {s.kind for s in samples} == {"gemm", "lm_head", "elementwise", "attention"}
+    assert all(s.in_run for s in samples)

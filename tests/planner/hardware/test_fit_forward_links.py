@@ -116,3 +116,16 @@ def test_bandwidth_is_held_when_the_passes_show_no_byte_term():
     assert not free.bandwidth_held and free.link_gb_per_s == pytest.approx(1e6)
     assert held.bandwidth_held and held.link_gb_per_s == pytest.approx(2.0)
     assert held.collective_launch_us > 0
+
+
+def test_hold_bandwidth_fits_the_launch_alone_at_the_given_bandwidth():
+    """hold_bandwidth keeps the micro-benchmark bandwidth from the start: passes timed with the true link
+    give back the true launch when the true bandwidth is held, and a held bandwidth needs a figure."""
+    samples = _tp_samples(GPU)
+    held = fit_forward_links(samples, GPU, GPU.gpu_link_latency_us * 1e-6,
+                             held_s_per_byte=1 / (GPU.gpu_link_gb_per_s * 1e9), hold_bandwidth=True)
+    assert held.bandwidth_held and held.link_gb_per_s == pytest.approx(GPU.gpu_link_gb_per_s)
+    assert held.collective_launch_us == pytest.approx(GPU.collective_launch_us, rel=0.02)
+    assert held.stderr["link_gb_per_s"] == 0
+    with pytest.raises(ValueError, match="held_s_per_byte"):
+        fit_forward_links(samples, GPU, 60e-6, hold_bandwidth=True)
