@@ -58,9 +58,30 @@ def _forward_table(kernel: F.KernelFit, samples) -> Table:
     return table
 
 
+def _in_run_table(kernel: F.KernelFit) -> Table | None:
+    """Per phase and op, the in-run op samples' mean measured and predicted time and their ratio (sums): where
+    the fitted model misses inside real passes (None without in-run samples)."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in kernel.residuals:
+        if r.group.startswith("in-run "):
+            words = r.label.split()  # "in-run <mode> <n> seq(s) <op>"
+            groups.setdefault((words[1], words[-1]), []).append(r)
+    if not groups:
+        return None
+    table = Table(title="In-run op timings per op (mean over the sampled passes; ratio of the sums)")
+    for col in ("phase", "op", "samples", "measured", "predicted", "predicted / measured"):
+        table.add_column(col, justify="left" if col in ("phase", "op") else "right")
+    for (mode, op), rs in sorted(groups.items()):
+        meas, pred = sum(r.measured_s for r in rs), sum(r.predicted_s for r in rs)
+        table.add_row(mode, op, str(len(rs)), _t(meas / len(rs)), _t(pred / len(rs)), f"{pred / meas:.2f}")
+    return table
+
+
 def _tp_forward_table(links: F.ForwardLinkFit, samples) -> Table:
+    fitted = ("collective_launch_us (the bandwidth held at the micro-benchmarks')" if links.bandwidth_held else
+              "collective_launch_us and the link bandwidth")
     table = Table(title=f"TP forward passes of the runtime (tp {'/'.join(map(str, links.tps))}: compute of the "
-                        "fitted kernel terms + collectives; these fit collective_launch_us and the link bandwidth)")
+                        f"fitted kernel terms + collectives; these fit {fitted})")
     for col in ("kind", "seqs", "tokens", "collectives", "measured", "predicted", "error"):
         table.add_column(col, justify="left" if col == "kind" else "right")
     for s, r in zip(samples, links.residuals):
@@ -96,6 +117,9 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     console.print(_residual_table("Residuals (predicted by the fitted cost model vs measured)", residuals))
     if kernel.forward:
         console.print(_forward_table(kernel, forward_samples))
+    in_run = _in_run_table(kernel)
+    if in_run is not None:
+        console.print(in_run)
     if links is not None:
         console.print(_tp_forward_table(links, tp_samples))
     summary = Table(title="Fit quality per group (relative error)")

@@ -82,11 +82,14 @@ def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
     assert "Fit quality per group" in printed and "Fitted parameters" in printed and "all_reduce" in printed
     assert "Micro-batch round trips" in printed and "step_overhead_us" in printed
     assert "Forward passes of the runtime" in printed and "forward decode" in printed
+    assert "In-run op timings per op" in printed and "in-run elementwise" in printed
     first, second = load_catalog(out)["cpu"], load_catalog(again)["cpu2"]
     assert second.bf16_tflops == first.bf16_tflops and second.gpu_link_latency_us == first.gpu_link_latency_us
     assert second.step_overhead_us == first.step_overhead_us
     assert second.attention_memory_efficiency == first.attention_memory_efficiency
     assert second.op_overhead_us == first.op_overhead_us
+    assert second.elementwise_overhead_us == first.elementwise_overhead_us > 0
+    assert second.lm_head_efficiency == first.lm_head_efficiency
     assert second.collective_launch_us == first.collective_launch_us
     assert second.gpu_link_gb_per_s == first.gpu_link_gb_per_s
     assert "TP forward passes of the runtime" in printed and "forward tp" in printed
@@ -143,6 +146,17 @@ def test_timings_file_holds_the_forward_passes(calibrated):
         assert attention == LLAMA_GQA["num_hidden_layers"]
     dp = [f for f in forward if f.get("tp", 1) == 1]
     assert len({f["seqs"] for f in dp if f["kind"] == "decode"}) >= 3  # the decode batch shrinks
+
+
+def test_timings_file_holds_the_in_run_op_timings(calibrated):
+    """The forward-pass runs time every instruction: the timings file keeps them as in-run op samples of every
+    compute kind, each with the IR's FLOPs and bytes and a positive time."""
+    _, timings = calibrated
+    in_run = json.loads(timings.read_text())["in_run"]
+    assert {s["kind"] for s in in_run} == {"gemm", "lm_head", "elementwise", "attention"}
+    assert all(s["in_run"] and s["seconds"] > 0 and s["label"].startswith("in-run ") for s in in_run)
+    assert {s["label"].split()[1] for s in in_run} == {"prefill", "decode"}
+    assert all(s["rows"] for s in in_run if s["kind"] in ("gemm", "lm_head"))
 
 
 def test_link_terms_come_from_the_tp_forward_passes(calibrated):

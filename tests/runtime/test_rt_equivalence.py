@@ -118,6 +118,7 @@ def test_tiny_buffer_and_pages_force_transitions_and_waiting(references):
     assert all(s.finish_reason == "length" for s in seqs)
     assert [s.output for s in seqs] == ref_tokens * 3
     assert m.transitions >= 6
+    assert m.op_times == []  # instructions are timed only with Engine(time_ops=True)
 
 
 def test_second_generate_reshards_back_to_the_prefill_layout(references):
