@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -54,120 +53,9 @@ from seesaw.ir.errors import InputError
 from seesaw.planner.cost.roofline import kernel_time_s, step_overhead_s
 from seesaw.planner.hardware.catalog import GB, GPUSpec
 from seesaw.planner.hardware.cluster import build_cluster
-
-OpKindName = Literal["gemm", "lm_head", "elementwise", "attention"]
-_GEMM_SAMPLE_KINDS = ("gemm", "lm_head")
-
-
-# -- samples ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OpSample:
-    """One timed compute op: ``flops`` FLOPs and ``nbytes`` bytes of memory traffic (as the IR's
-    ``Op.flops`` / ``Op.device_bytes`` count them) in ``seconds``. ``rows``: a GEMM's rows (tokens);
-    ``seqs``: sequences of an attention op. ``in_run``: timed inside a forward pass of the runtime (the mean
-    over the layers of one pass, :func:`seesaw.planner.hardware.forward.in_run_op_samples`), not alone."""
-
-    kind: OpKindName
-    flops: float
-    nbytes: float
-    seconds: float
-    rows: float | None = None
-    seqs: int = 0
-    label: str = ""
-    in_run: bool = False
-
-
-@dataclass(frozen=True)
-class CommSample:
-    """One timed collective: an all-reduce of ``nbytes`` per rank over ``world`` ranks, or a one-way
-    send/recv of ``nbytes`` (``world`` 2), in ``seconds``."""
-
-    kind: Literal["all_reduce", "send_recv"]
-    world: int
-    nbytes: float
-    seconds: float
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class CopySample:
-    """One timed host <-> device copy of ``nbytes`` (``pinned`` or ``pageable`` host memory)."""
-
-    kind: Literal["pinned", "pageable"]
-    nbytes: float
-    seconds: float
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class StepSample:
-    """One timed micro-batch outside its ops: the scheduler's round trip of a ``forward`` command of ``seqs``
-    sequences (``tokens`` query tokens, ``mode`` prefill | decode) and its ``tokens`` reply, including the
-    worker's per-micro-batch set-up, in ``seconds``; ``setup_s`` is the worker-side part."""
-
-    mode: str
-    seqs: int
-    tokens: int
-    seconds: float
-    setup_s: float = 0.0
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class ForwardSample:
-    """One timed forward pass of the runtime: a micro-batch of ``seqs`` sequences and ``tokens`` query
-    tokens (``kind`` prefill | decode; ``context_lens`` each sequence's prompt or context length), from the
-    scheduler's issue to its reply, in ``seconds``. ``ops``: the compute ops it ran as :class:`OpSample`
-    (their ``seconds`` unused), ``counts`` how many times each ran (a model's layers repeat the same ops;
-    empty: once each). ``tp``: the ranks of the TP group that ran it (1: one rank holding the whole model);
-    ``ops`` are then one rank's shards and ``comms`` the collectives of the pass as ``(kind, nbytes)``
-    (``all_reduce`` bytes per rank, ``all_gather`` the gathered total, as ``comm_op_s`` sizes them),
-    ``comm_counts`` how many times each ran. Built from the IR by
-    :func:`seesaw.planner.hardware.forward.forward_sample`."""
-
-    kind: Literal["prefill", "decode"]
-    ops: tuple[OpSample, ...]
-    seconds: float
-    label: str = ""
-    seqs: int = 0
-    tokens: int = 0
-    counts: tuple[int, ...] = ()
-    context_lens: tuple[int, ...] = ()
-    tp: int = 1
-    comms: tuple[tuple[str, float], ...] = ()
-    comm_counts: tuple[int, ...] = ()
-
-    @property
-    def op_counts(self) -> tuple[int, ...]:
-        return self.counts or (1,) * len(self.ops)
-
-    @property
-    def comm_op_counts(self) -> tuple[int, ...]:
-        return self.comm_counts or (1,) * len(self.comms)
-
-
-@dataclass(frozen=True)
-class Residual:
-    """Measured against predicted seconds of one sample; ``error = predicted / measured - 1``."""
-
-    group: str
-    label: str
-    measured_s: float
-    predicted_s: float
-
-    @property
-    def error(self) -> float:
-        return self.predicted_s / self.measured_s - 1.0
-
-
-def residual_summary(residuals: Sequence[Residual]) -> dict[str, tuple[int, float, float]]:
-    """Per group: ``(samples, RMS relative error, max |relative error|)``, groups in first-seen order."""
-    groups: dict[str, list[float]] = {}
-    for r in residuals:
-        groups.setdefault(r.group, []).append(r.error)
-    return {g: (len(e), math.sqrt(sum(x * x for x in e) / len(e)), max(abs(x) for x in e))
-            for g, e in groups.items()}
-
+from seesaw.planner.hardware.samples import (  # noqa: F401 (the sample types stay importable from here)
+    GEMM_SAMPLE_KINDS, CommSample, CopySample, ForwardSample, OpKindName, OpSample, Residual, StepSample,
+    _check_positive, residual_summary)
 
 # -- compute ops --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -213,7 +101,7 @@ def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
     attention_memory_efficiency``) plus the fixed terms that
     ``compute_op_s`` adds: ``op_overhead_us`` once per op, ``elementwise_overhead_us`` more per elementwise op
     and ``attention_seq_overhead_us`` per sequence of an attention op (planner/cost/roofline.py)."""
-    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind in _GEMM_SAMPLE_KINDS else None,
+    t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind in GEMM_SAMPLE_KINDS else None,
                       attention=sample.kind == "attention", lm_head=sample.kind == "lm_head")
     if sample.kind == "attention":
         t += gpu.attention_seq_overhead_us * 1e-6 * sample.seqs
@@ -303,7 +191,7 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         raise ValueError(f"unknown kernel parameters {sorted(unknown)} (known: {', '.join(KERNEL_PARAMS)})")
     if not (forward_weight >= 0 and math.isfinite(forward_weight)):
         raise InputError("forward weight", f"must be a number >= 0, got {forward_weight!r}")
-    gemms = [s for s in samples if s.kind in _GEMM_SAMPLE_KINDS]
+    gemms = [s for s in samples if s.kind in GEMM_SAMPLE_KINDS]
     if not gemms:
         raise InputError("op samples", "the kernel fit needs at least one GEMM sample")
     _check_positive(samples, "op samples")
@@ -399,12 +287,6 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     err = _stderr(best.jac, best.fun)  # Jacobian and residuals of the weighted soft-L1 transform
     return KernelFit(params, tuple(free), table, {p: e * scale.get(p, 1.0) for p, e in zip(free, err)},
                      fwd_table, w_fwd)
-
-
-def _check_positive(samples: Sequence, group: str) -> None:
-    for s in samples:
-        if not (s.seconds > 0 and math.isfinite(s.seconds)):
-            raise InputError(group, f"sample '{s.label or s}' has a non-positive time {s.seconds!r}")
 
 
 def _stderr(jac: np.ndarray, fun: np.ndarray) -> np.ndarray:
