@@ -6,8 +6,8 @@ Formulas: DESIGN.md section 4 (after the Seesaw paper's appendix). Each compute 
 from the hardware profile; ``overlap = compute_memory_overlap`` is 1 (the plain roofline ``max``) unless a
 calibration measured less (a single CPU thread does not overlap streaming and arithmetic). GEMMs (linear,
 lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
-``matmul_half_rows``; the lm head at ``lm_head_efficiency`` of both rates), and GEMMs of two or more rows move ``1 + matmul_pack_ratio`` times their bytes (a CPU
-BLAS packs the weight panels; a one-row GEMV streams them once); attention at ``F_eff * attention_efficiency`` and ``B_eff *
+``matmul_half_rows``; the lm head at ``lm_head_efficiency`` of both rates), and GEMMs of two or more rows
+move ``1 + matmul_pack_ratio`` times their bytes (a CPU BLAS packs the weight panels; a one-row GEMV streams them once); attention at ``F_eff * attention_efficiency`` and ``B_eff *
 attention_memory_efficiency``. Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
 op, ``elementwise_overhead_us`` more per elementwise op (every compute op but GEMMs and attention),
 ``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch

@@ -37,7 +37,8 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 # a source for the "overheads" group.
 OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
                                     "attention_efficiency", "attention_memory_efficiency", "lm_head_efficiency",
-                                    "op_overhead_us", "elementwise_overhead_us", "attention_seq_overhead_us", "step_overhead_us")
+                                    "op_overhead_us", "elementwise_overhead_us", "attention_seq_overhead_us",
+                                    "step_overhead_us")
 
 
 class GPUSpec(BaseModel):

@@ -122,8 +122,8 @@ def in_run_op_samples(graph: ModelGraph, records: Sequence[dict], dtype_bytes: i
     one micro-batch on one rank of a ``tp``-way layout (``graph`` split for that ``tp``, the rank holding every
     layer). Its compute instructions are matched by name to the ops :func:`forward_ops` gives for the same
     batch (``layers.{i}.`` stripped, so one op of every layer shares a label), and each distinct op becomes
-    one :class:`OpSample` with ``in_run`` set: the IR's FLOPs and bytes of one call and the mean time of its
-    calls in that pass (one per layer). Collectives, send/recv and sampling are left out (not compute ops of
+    one :class:`OpSample` with ``in_run`` set: the IR's FLOPs and bytes of one call (``dtype_bytes`` per element)
+    and the mean time in seconds of its calls in that pass (one per layer). Collectives, send/recv and sampling are left out (not compute ops of
     the IR). ``per_pass``: keep every ``per_pass``-th record of each (rank, mode) only (0 or 1: all), to bound
     the fit's size. Raises ValueError when a record's mode is neither prefill nor decode.
     """

@@ -11,7 +11,8 @@ from seesaw.planner.hardware.fit import CommSample, StepSample
 NOISE = 0.002
 TRUTH = GPUSpec(name="truth", memory_gb=4, dtype_bytes=4, bf16_tflops=0.12, matmul_efficiency=0.8,
                 memory_gb_per_s=20, memory_efficiency=0.7, matmul_half_rows=24, matmul_pack_ratio=0.6, compute_memory_overlap=0.4,
-                op_overhead_us=15, elementwise_overhead_us=25, lm_head_efficiency=0.7, attention_seq_overhead_us=8, attention_efficiency=0.3,
+                op_overhead_us=15, elementwise_overhead_us=25, lm_head_efficiency=0.7, attention_seq_overhead_us=8,
+                attention_efficiency=0.3,
                 attention_memory_efficiency=0.25, link="gloo",
                 gpu_link_gb_per_s=1.5, gpu_link_latency_us=60, collective_launch_us=30, host_link_gb_per_s=12,
                 link_efficiency=1.0)

@@ -73,7 +73,8 @@ def test_kernel_fit_recovers_known_parameters_within_2_percent():
     fit = fit_kernels(samples)
     truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
              "matmul_half_rows": 24, "matmul_pack_ratio": 0.6, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
-             "elementwise_overhead_us": 25, "lm_head_efficiency": 0.7, "attention_seq_overhead_us": 8, "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
+             "elementwise_overhead_us": 25, "lm_head_efficiency": 0.7, "attention_seq_overhead_us": 8,
+             "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
     assert set(fit.free) == set(truth)
     for name, value in truth.items():
         assert getattr(fit.params, name) == pytest.approx(value, rel=0.02), name
@@ -321,7 +322,8 @@ def test_kernel_fit_with_forward_passes_recovers_every_parameter():
                       step_overhead_us=STEP_US)
     truth = {"flops_per_s": TRUTH.achievable_flops, "bytes_per_s": TRUTH.achievable_memory_bytes_per_s,
              "matmul_half_rows": 24, "matmul_pack_ratio": 0.6, "compute_memory_overlap": 0.4, "op_overhead_us": 15,
-             "elementwise_overhead_us": 25, "lm_head_efficiency": 0.7, "attention_seq_overhead_us": 8, "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
+             "elementwise_overhead_us": 25, "lm_head_efficiency": 0.7, "attention_seq_overhead_us": 8,
+             "attention_efficiency": 0.3, "attention_memory_efficiency": 0.25}
     for name, value in truth.items():
         assert getattr(fit.params, name) == pytest.approx(value, rel=0.02), name
     assert residual_summary(fit.forward)["forward"][1] < 2 * NOISE
