@@ -24,7 +24,7 @@ def main() -> None:
     from seesaw.planner.workload import Workload
     from seesaw.runtime.checkpoint import Checkpoint, prepare_checkpoint
     from seesaw.runtime.engine import Engine
-    from seesaw.runtime.scheduler import Sequence
+    from seesaw.schedule.replica import Sequence
 
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")

@@ -134,7 +134,7 @@ def run_seesaw(exec_plan, folder: Path, requests, eos_ids: set[int], warmup: boo
     import torch  # noqa: PLC0415
 
     from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
-    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
+    from seesaw.schedule.replica import Sequence  # noqa: PLC0415
 
     try:
         with Engine(exec_plan, str(folder)) as engine:

@@ -66,7 +66,7 @@ def _prepare(plan: Path, prompts: Path, checkpoint: Path, chat: bool, max_tokens
     from seesaw.codegen.validate import validate_plan_file  # noqa: PLC0415
     from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
     from seesaw.runtime.requests import read_prompts  # noqa: PLC0415
-    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
+    from seesaw.schedule.replica import Sequence  # noqa: PLC0415
 
     exec_plan = validate_plan_file(plan)
     lines = read_prompts(prompts, max_tokens)

@@ -79,7 +79,7 @@ def run_plan(exec_plan, folder: Path, requests, eos_ids: set[int], progress=None
     ``op_times`` (``RunMetrics.op_times``). Raises CommandError when a worker fails or an output length
     differs from its request's."""
     from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
-    from seesaw.runtime.scheduler import Sequence  # noqa: PLC0415
+    from seesaw.schedule.replica import Sequence  # noqa: PLC0415
 
     try:
         with Engine(exec_plan, str(folder), time_ops=time_ops) as engine:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 
 from seesaw.codegen.plan import ExecutionPlan
-from seesaw.runtime.kv_cache import HostKVBuffer, PageAllocator, host_memory_dir
-from seesaw.runtime.scheduler import Policy, ReplicaScheduler, Sequence
+from seesaw.runtime.kv_cache import HostKVBuffer, host_memory_dir
+from seesaw.schedule.allocators import PageAllocator
+from seesaw.schedule.replica import Policy, ReplicaScheduler, Sequence
 from seesaw.runtime.transport import LocalWorkers, WorkerError  # noqa: F401 (re-exported for callers)
 from seesaw.runtime.worker import WorkerConfig
 

@@ -6,14 +6,13 @@
 - :class:`HostKVBuffer`: one tensor ``[layers, 2, kv_heads, tokens, head_dim]`` in shared memory (a
   memory-mapped file every process maps), heads before tokens so a TP rank's share is a contiguous head
   slice. Prefill ranks write their (layer range, head slice); decode ranks read theirs.
-- :class:`PageAllocator` / :class:`BufferAllocator` (scheduler side): page and buffer-range bookkeeping.
+  The scheduler's page and buffer-range bookkeeping is :mod:`seesaw.schedule.allocators`.
 """
 from __future__ import annotations
 
 import math
 import os
 import tempfile
-from dataclasses import dataclass
 
 import torch
 
@@ -125,46 +124,6 @@ class HostKVBuffer:
             pass
 
 
-class PageAllocator:
-    """Free pages of the device KV cache of one replica (every rank of it mirrors the same page table).
-
-    Allocation prefers one run of consecutive pages (first fit), so a sequence's cache is usually one
-    contiguous slot range that attention can read without a gather; it falls back to any free pages.
-    """
-
-    def __init__(self, num_pages: int, page_size: int) -> None:
-        self.page_size = page_size
-        self.num_pages = num_pages
-        self.free = list(range(num_pages))  # kept sorted
-
-    def pages_for(self, tokens: int) -> int:
-        return -(-tokens // self.page_size)
-
-    def can_allocate_total(self, tokens: int) -> bool:
-        """Whether ``tokens`` could ever fit (all pages free)."""
-        return self.pages_for(tokens) <= self.num_pages
-
-    def can_allocate(self, tokens: int) -> bool:
-        return self.pages_for(tokens) <= len(self.free)
-
-    def allocate(self, tokens: int) -> list[int]:
-        n = self.pages_for(tokens)
-        if n > len(self.free):
-            raise MemoryError(f"need {n} KV pages, {len(self.free)} free")
-        free, run = self.free, 1
-        for i in range(len(free)):
-            run = run + 1 if i and free[i] == free[i - 1] + 1 else 1
-            if run == n:
-                pages = free[i - n + 1:i + 1]
-                del free[i - n + 1:i + 1]
-                return pages
-        pages, self.free = free[:n], free[n:]
-        return pages
-
-    def release(self, pages: list[int]) -> None:
-        self.free = sorted(self.free + pages)
-
-
 def slot_table(block_tables: list[list[int]], lens: list[int], page_size: int,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """Cache slots ``[B, max(lens)]`` of positions ``0 .. lens[i] - 1`` of each sequence (padding
@@ -175,43 +134,3 @@ def slot_table(block_tables: list[list[int]], lens: list[int], page_size: int,
     pos = torch.arange(width, device=device).unsqueeze(0).expand(len(lens), width)
     pos = torch.minimum(pos, torch.tensor(lens, device=device).unsqueeze(1) - 1)
     return torch.gather(table, 1, pos // page_size) * page_size + pos % page_size
-
-
-@dataclass
-class _Range:
-    start: int
-    length: int
-
-
-class BufferAllocator:
-    """First-fit allocation of contiguous token ranges in the host buffer."""
-
-    def __init__(self, tokens: int) -> None:
-        self.capacity = tokens
-        self.used = 0
-        self.free: list[_Range] = [_Range(0, tokens)] if tokens > 0 else []
-
-    def allocate(self, length: int) -> int | None:
-        """Start of a free range of ``length`` tokens, or None when no hole is large enough."""
-        for i, r in enumerate(self.free):
-            if r.length >= length:
-                start = r.start
-                r.start += length
-                r.length -= length
-                if r.length == 0:
-                    del self.free[i]
-                self.used += length
-                return start
-        return None
-
-    def release(self, start: int, length: int) -> None:
-        self.used -= length
-        self.free.append(_Range(start, length))
-        self.free.sort(key=lambda r: r.start)
-        merged: list[_Range] = []
-        for r in self.free:
-            if merged and merged[-1].start + merged[-1].length == r.start:
-                merged[-1].length += r.length
-            else:
-                merged.append(r)
-        self.free = merged

@@ -56,7 +56,7 @@ class StepTiming:
 def _batch(mode: str, seqs: int, prompt: int, context: int, budget: int):
     """A ForwardBatch as the scheduler builds it: contiguous page runs (what the allocator prefers), greedy
     sampling, vocabulary-range token ids."""
-    from seesaw.runtime.batch import ForwardBatch, SamplingParams
+    from seesaw.schedule.batch import ForwardBatch, SamplingParams
 
     per_seq = -(-(budget if mode == "decode" else prompt) // PAGE_SIZE)
     tables = [list(range(i * per_seq, (i + 1) * per_seq)) for i in range(seqs)]

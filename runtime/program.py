@@ -20,7 +20,7 @@ from seesaw.codegen.plan import Instruction, RankPlan
 from seesaw.ir.config import ModelConfig
 from seesaw.runtime import layers
 from seesaw.runtime.attention import paged_decode_attention, prefill_attention
-from seesaw.runtime.batch import ForwardBatch
+from seesaw.schedule.batch import ForwardBatch
 from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache, slot_table
 from seesaw.runtime.sampling import sample
 

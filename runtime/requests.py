@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seesaw.ir.errors import InputError
-from seesaw.runtime.batch import SamplingParams
+from seesaw.schedule.batch import SamplingParams
 
 DEFAULT_MAX_TOKENS = 256
 _KEYS = {"prompt", "prompt_token_ids", "max_tokens", "temperature", "top_p", "seed", "ignore_eos"}

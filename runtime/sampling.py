@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from seesaw.runtime.batch import SamplingParams
+from seesaw.schedule.batch import SamplingParams
 
 
 def sample(logits: torch.Tensor, params: list[SamplingParams], sample_index: list[int]) -> list[int]:

@@ -151,12 +151,13 @@ class CostModel:
 
     # ---- per-TP graph terms ----------------------------------------------------------------------
     @lru_cache(maxsize=None)
-    def _tp_graph(self, tp: int) -> ModelGraph:
+    def tp_graph(self, tp: int) -> ModelGraph:
+        """The IR with ``tp``-way tensor parallelism applied (each rank's ops and collectives)."""
         return apply_tp(self.graph, tp)
 
     @lru_cache(maxsize=None)
     def memory_terms(self, tp: int) -> MemoryTerms:
-        g = self._tp_graph(tp)
+        g = self.tp_graph(tp)
         d = self.dtype_bytes
         cfg = self.cfg
         kv_heads_rank = max(1, cfg.num_key_value_heads // tp)
@@ -178,7 +179,7 @@ class CostModel:
     @lru_cache(maxsize=None)
     def stage_cost(self, layout: Layout, parts: tuple[PassShape, ...]) -> StageCost:
         """Integer stage-time terms of one micro-batch made of ``parts`` under ``layout``."""
-        g = self._tp_graph(layout.tp)
+        g = self.tp_graph(layout.tp)
         layer_s = ops_time_s(g.layer_ops(0), parts, layout.tp, self.cluster)
         first_s = ops_time_s(g.pre_ops(), parts, layout.tp, self.cluster)
         last_s = ops_time_s(g.post_ops(), parts, layout.tp, self.cluster)
@@ -203,6 +204,20 @@ class CostModel:
     def host_ns(self, nbytes: float) -> int:
         """Host<->device copy time (ns) of ``nbytes`` over one GPU's host link."""
         return to_ns(self.cluster.host_to_device_s(nbytes))
+
+    def stage_weight_bytes(self, layout: Layout, counts: tuple[int, ...]) -> list[int]:
+        """Weight bytes one rank of each PP stage holds under ``layout`` with ``counts`` layers per stage
+        (embedding on stage 0, final norm and lm head on the last; a tied tensor once when pp == 1)."""
+        mem = self.memory_terms(layout.tp)
+        last = len(counts) - 1
+        return [n * mem.layer_weight_bytes + (mem.first_weight_bytes if s == 0 else 0)
+                + (mem.last_weight_bytes if s == last else 0) - (mem.tied_weight_bytes if last == 0 else 0)
+                for s, n in enumerate(counts)]
+
+    def reload_s(self, layout: Layout, counts: tuple[int, ...]) -> float:
+        """Seconds to switch *to* ``layout``: every rank copies its weight shard from host memory, so the
+        largest stage's shard over one GPU's host link (DESIGN.md section 1)."""
+        return max(self.cluster.host_to_device_s(b) for b in self.stage_weight_bytes(layout, counts))
 
     @property
     def model_weight_bytes(self) -> int:

@@ -61,16 +61,7 @@ def swap_in_s(cost: CostModel, phase: PhaseShape, tokens: int) -> float:
 
 def reload_s(cost: CostModel, phase: PhaseShape) -> float:
     """Weight reload (s) when switching *to* ``phase``: the largest stage's shards over the host link."""
-    mem = cost.memory_terms(phase.layout.tp)
-    pp = len(phase.counts)
-    worst = 0.0
-    for s, n in enumerate(phase.counts):
-        nbytes = n * mem.layer_weight_bytes
-        nbytes += mem.first_weight_bytes if s == 0 else 0
-        nbytes += mem.last_weight_bytes if s == pp - 1 else 0
-        nbytes -= mem.tied_weight_bytes if pp == 1 else 0
-        worst = max(worst, cost.host_ns(nbytes) / NS)
-    return worst
+    return cost.reload_s(phase.layout, phase.counts)
 
 
 def pipeline_service_s(stage_times: list[list[float]], after_idle: list[bool], window: int) -> list[float]:

@@ -13,7 +13,7 @@ from helpers.checkpoints import LLAMA3_ROPE, LLAMA_GQA, QWEN2_TIED, QWEN3_QK_NOR
 from helpers.plans import make_plan
 
 from seesaw.runtime.engine import Engine
-from seesaw.runtime.scheduler import Sequence
+from seesaw.schedule.replica import Sequence
 
 NEW_TOKENS = 6
 MODELS = {"llama_gqa": LLAMA_GQA, "qwen2_tied": QWEN2_TIED}

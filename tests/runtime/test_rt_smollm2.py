@@ -10,7 +10,7 @@ from helpers.plans import make_plan
 
 from seesaw.runtime.datasets import sharegpt_pairs
 from seesaw.runtime.engine import Engine
-from seesaw.runtime.scheduler import Sequence
+from seesaw.schedule.replica import Sequence
 
 NEW_TOKENS = 16
 NUM_PROMPTS = 4
