@@ -38,6 +38,9 @@ def plan(
     search: Annotated[str, typer.Option(help="cpsat or exhaustive")] = "cpsat",
     time_limit: Annotated[float, typer.Option("--time-limit", help="solver time limit, seconds")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan summary as JSON on stdout")] = False,
+    simulate: Annotated[bool, typer.Option("--simulate/--no-simulate", help=(
+        "rank the search's best candidates by request-level simulation (default), or keep the closed form"))] = True,
+    engine: Annotated[str, typer.Option("--engine", help="serving engine of the static baseline (vllm, trtllm)")] = "vllm",
 ) -> None:
     """Plan prefill and decode layouts, buffers and thresholds; print the table; write the plan."""
     from seesaw.codegen import build_execution_plan
@@ -62,7 +65,8 @@ def plan(
         decode=Layout.parse(decode, field="--decode") if decode else None,
         static=static,
     )
-    decision = make_plan(cfg, cl, wl, options, search=search, time_limit_s=time_limit)
+    decision = make_plan(cfg, cl, wl, options, search=search, time_limit_s=time_limit, simulate=simulate,
+                         engine=engine)
     exec_plan = build_execution_plan(cfg, decision, cl, wl)
     if output is not None:
         try:

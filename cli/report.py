@@ -22,6 +22,14 @@ def _rate(pred: Prediction) -> str:
     return f"{pred.tokens_per_s:,.0f} tok/s total, {pred.output_tokens_per_s:,.0f} output tok/s"
 
 
+def _method(pred: Prediction, engine: str) -> str:
+    """How a prediction was made: simulated (with the closed form beside it) or the closed form alone."""
+    if pred.method != "simulated":
+        return "closed form"
+    gap = pred.gap_vs_closed_form
+    return f"simulation of {engine} (closed form {pred.closed_form_s:,.1f} s, {gap:+.0%})"
+
+
 def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: int) -> None:
     """Print the plan table. ``kv_bytes_per_token``: all layers, for sizing the host buffer in GB."""
     t = Table(title=title, show_header=True, header_style="bold")
@@ -44,10 +52,13 @@ def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: i
     t.add_row("max prefill tokens / batch", f"{plan.max_prefill_tokens:,}",
               f"{s.max_batched_tokens:,} (chunked)" if s else "-")
     t.add_row("decode batch cap (seqs)", f"{plan.decode_max_seqs:,}", f"{s.decode_max_seqs:,}" if s else "-")
+    if s is not None and s.gpu_memory_utilization is not None:
+        t.add_row("engine memory fraction", "-", f"{s.gpu_memory_utilization:g}")
     t.add_row("switch thresholds (buffer tokens)",
               f"prefill->decode at {plan.prefill_to_decode_threshold_tokens:,}, "
               f"decode->prefill at {plan.decode_to_prefill_threshold_tokens:,}", "-")
     t.add_row("predicted throughput", _rate(pred), _rate(s.prediction) if s else "-")
+    t.add_row("  predicted by", _method(pred, "this runtime"), _method(s.prediction, f"{s.engine} engine") if s else "-")
     t.add_row("  prefill / decode", f"{bd.prefill_s:,.1f} s / {bd.decode_s:,.1f} s",
               f"mixed steps {s.prediction.breakdown.total_s:,.1f} s" if s else "-")
     t.add_row("  transitions", f"{bd.transitions} ({bd.transition_s:,.1f} s)", "0")

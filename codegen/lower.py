@@ -168,7 +168,7 @@ def _prediction(pred: Prediction) -> PredictionPlan:
     return PredictionPlan(total_s=b.total_s, prefill_s=b.prefill_s, decode_s=b.decode_s,
                           transition_s=b.transition_s, kv_swap_s=b.kv_swap_s, transitions=b.transitions,
                           tokens_per_s=pred.tokens_per_s, output_tokens_per_s=pred.output_tokens_per_s,
-                          memory=memory)
+                          memory=memory, method=pred.method, closed_form_total_s=pred.closed_form_s)
 
 
 def _max_batched_tokens(plan: SeesawPlan) -> int | None:
@@ -187,7 +187,9 @@ def build_summary(plan: SeesawPlan, pred: PredictionPlan) -> Summary:
     best = speedup = None
     if bs is not None:
         lay = bs.phase.layout
-        best = BestStatic(dp=lay.dp, tp=lay.tp, pp=lay.pp, predicted_tokens_per_s=bs.prediction.tokens_per_s)
+        best = BestStatic(dp=lay.dp, tp=lay.tp, pp=lay.pp, predicted_tokens_per_s=bs.prediction.tokens_per_s,
+                          engine=bs.engine, max_num_seqs=bs.decode_max_seqs, max_num_batched_tokens=bs.max_batched_tokens,
+                          gpu_memory_utilization=bs.gpu_memory_utilization)
         if bs.prediction.tokens_per_s > 0:
             speedup = plan.prediction.tokens_per_s / bs.prediction.tokens_per_s
     return Summary(
@@ -195,6 +197,10 @@ def build_summary(plan: SeesawPlan, pred: PredictionPlan) -> Summary:
         host_kv_buffer_tokens=plan.host_kv_buffer_tokens, gpu_kv_tokens=plan.gpu_kv_tokens,
         max_prefill_tokens=plan.max_prefill_tokens, decode_max_seqs=plan.decode_max_seqs,
         predicted_tokens_per_s=pred.tokens_per_s, predicted_output_tokens_per_s=pred.output_tokens_per_s,
+        prediction_method=pred.method,
+        closed_form_tokens_per_s=(pred.tokens_per_s * pred.total_s / pred.closed_form_total_s
+                                  if pred.closed_form_total_s else None),
+        simulation_gap=plan.prediction.gap_vs_closed_form,
         best_static=best, speedup_vs_best_static=speedup,
         solver=SolverSummary(name=plan.solver.name, status=plan.solver.status, seconds=plan.solver.seconds),
         static=plan.is_static,

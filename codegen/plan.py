@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """Version of the plan format written by this code; readers refuse a newer major/minor version."""
 
 HOST_BUFFER_LAYOUT = "[layers, 2, kv_heads, tokens, head_dim]"
@@ -164,7 +164,11 @@ class MemoryPrediction(_Strict):
 
 
 class PredictionPlan(_Strict):
-    """Predicted whole-workload time (seconds) and throughput (tokens/s over all replicas)."""
+    """Predicted whole-workload time (seconds) and throughput (tokens/s over all replicas).
+
+    ``method``: "simulated" (request-level simulation over the trace) or "closed-form" (the search's
+    objective); ``closed_form_total_s``: the closed form's time beside a simulated prediction.
+    """
 
     total_s: float
     prefill_s: float
@@ -175,15 +179,22 @@ class PredictionPlan(_Strict):
     tokens_per_s: float
     output_tokens_per_s: float
     memory: MemoryPrediction
+    method: Literal["simulated", "closed-form"] = "closed-form"
+    closed_form_total_s: float | None = None
 
 
 class BestStatic(_Strict):
-    """The best single-layout alternative and its predicted throughput."""
+    """The best single-layout alternative, its predicted throughput and the serving engine's knobs it was
+    predicted with (vLLM's names; tuned by simulation when the prediction is simulated)."""
 
     dp: int = Field(ge=1)
     tp: int = Field(ge=1)
     pp: int = Field(ge=1)
     predicted_tokens_per_s: float
+    engine: str = "vllm"
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    gpu_memory_utilization: float | None = None
 
 
 class SolverSummary(_Strict):
@@ -213,6 +224,9 @@ class Summary(_Strict):
     decode_max_seqs: int
     predicted_tokens_per_s: float
     predicted_output_tokens_per_s: float
+    prediction_method: Literal["simulated", "closed-form"] = "closed-form"
+    closed_form_tokens_per_s: float | None = None
+    simulation_gap: float | None = None  # simulated total time / closed-form total time - 1
     best_static: BestStatic | None
     speedup_vs_best_static: float | None
     solver: SolverSummary

@@ -57,23 +57,43 @@ class MemoryUse:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predicted whole-workload throughput (tokens/s over all replicas)."""
+    """Predicted whole-workload throughput (tokens/s over all replicas).
+
+    ``method``: "simulated" (request-level simulation of the engine over the trace) or "closed-form" (the
+    search's objective); ``closed_form_s``: the closed form's total time (s) beside a simulated prediction.
+    """
 
     breakdown: PhaseBreakdown
     tokens_per_s: float  # (prompt + output tokens) / total time
     output_tokens_per_s: float
     memory: MemoryUse
+    method: str = "closed-form"
+    closed_form_s: float | None = None
+
+    @property
+    def gap_vs_closed_form(self) -> float | None:
+        """``simulated / closed-form - 1`` of the total time (None for a closed-form prediction)."""
+        if self.closed_form_s is None or not self.closed_form_s:
+            return None
+        return self.breakdown.total_s / self.closed_form_s - 1.0
 
 
 @dataclass(frozen=True)
 class StaticPlan:
-    """Best single-layout plan (what vLLM runs): chunked prefill mixed into decode steps."""
+    """Best single-layout plan (what vLLM runs): chunked prefill mixed into decode steps.
+
+    ``decode_max_seqs`` / ``max_batched_tokens`` / ``gpu_memory_utilization`` are the engine's
+    ``max_num_seqs`` / ``max_num_batched_tokens`` / ``gpu_memory_utilization`` (tuned by simulation when the
+    prediction is simulated); ``engine`` names the engine they are for.
+    """
 
     phase: PhaseLayout
     gpu_kv_tokens: int
     decode_max_seqs: int
     max_batched_tokens: int  # chunked-prefill token budget per step
     prediction: Prediction
+    gpu_memory_utilization: float | None = None
+    engine: str = "vllm"
 
 
 @dataclass(frozen=True)

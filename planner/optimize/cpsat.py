@@ -209,17 +209,18 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     return status, (objective_ns, pre, dec, pc, dc)
 
 
-def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: int | None = None) -> SearchResult:
+def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: int | None = None,
+                          keep: int = 1) -> SearchResult:
     """Solve ``(lower_bound, key, data)`` subproblems in bound order; ``solve(data, time_left,
-    incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Stops once a bound
-    reaches the incumbent, or ``upper_bound`` before there is one (nothing left can beat it). OPTIMAL when
-    every subproblem solved was proven optimal or infeasible within the time limit (INFEASIBLE when none
-    beats ``upper_bound``)."""
+    incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Keeps the ``keep``
+    best subproblem optima; stops once a bound reaches the worst of them (when ``keep`` are known), or
+    ``upper_bound`` before that (nothing left can beat it). OPTIMAL when every subproblem solved was proven
+    optimal or infeasible within the time limit (INFEASIBLE when none beats ``upper_bound``)."""
     start = time.perf_counter()
-    best = None
+    top: list = []
     proven = True
     for lb, _, data in sorted(subproblems, key=lambda p: p[:2]):
-        bound = best[0] if best is not None else upper_bound
+        bound = top[-1][0] if len(top) >= keep else upper_bound
         if bound is not None and lb >= bound:
             break
         left = time_limit_s - (time.perf_counter() - start)
@@ -230,16 +231,16 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: 
         if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
             proven = False
         if sol is not None:
-            best = sol
+            top = sorted([*top, sol], key=lambda s: s[0])[:keep]
     seconds = time.perf_counter() - start
-    if best is None:
+    if not top:
         return SearchResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)
-    return SearchResult("OPTIMAL" if proven else "FEASIBLE", seconds, *best)
+    return SearchResult("OPTIMAL" if proven else "FEASIBLE", seconds, *top[0], candidates=tuple(top))
 
 
 def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
                  decode_opts: dict[int, list[PhaseTerms]], time_limit_s: float = 60.0,
-                 upper_bound: int | None = None) -> SearchResult:
+                 upper_bound: int | None = None, keep: int = 1) -> SearchResult:
     """Minimize the Seesaw objective over the given options (keyed by dp).
 
     The layout pair (dp, prefill layout, decode layout) is a small discrete set, so the problem is split
@@ -247,6 +248,8 @@ def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
     no transitions) and skipped once the bound reaches the incumbent. The result is OPTIMAL when every
     pair solved was proven optimal (or infeasible) within the time limit. ``upper_bound`` (ns): only
     plans strictly below it are of interest (the best static plan's objective); INFEASIBLE when none is.
+    ``keep``: how many layout pairs' optima to return as candidates (the bound then prunes against the
+    worst of them).
     """
     num_layers = cost.cfg.num_hidden_layers
     pairs = []
@@ -265,7 +268,8 @@ def solve_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
                 if fits:
                     pairs.append((min(fits), f"{lp}/{ld}", (po, do)))
     return _solve_in_bound_order(
-        pairs, lambda data, left, ub: _solve_pair(cost, data[0], data[1], left, ub), time_limit_s, upper_bound)
+        pairs, lambda data, left, ub: _solve_pair(cost, data[0], data[1], left, ub), time_limit_s, upper_bound,
+        keep)
 
 
 def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float, upper_bound: int | None):
@@ -294,9 +298,10 @@ def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: 
     return status, (objective_ns, t, t, counts, counts)
 
 
-def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0) -> SearchResult:
+def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 30.0, keep: int = 1) -> SearchResult:
     """Minimize the static (single layout, chunked prefill) objective over ``opts``: one CP-SAT model per
-    layout, in order of a valid lower bound, pruned against the incumbent (as :func:`solve_seesaw`)."""
+    layout, in order of a valid lower bound, pruned against the ``keep``-th best layout (as
+    :func:`solve_seesaw`)."""
     num_layers = cost.cfg.num_hidden_layers
     by_layout: dict[Layout, list[PhaseTerms]] = {}
     for t in opts:
@@ -304,4 +309,4 @@ def solve_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: float = 
             by_layout.setdefault(t.layout, []).append(t)
     order = [(min(t.coef * _stage_lower_bound(t, num_layers) for t in v), str(k), v) for k, v in by_layout.items()]
     return _solve_in_bound_order(
-        order, lambda data, left, ub: _solve_layout_static(cost, data, left, ub), time_limit_s)
+        order, lambda data, left, ub: _solve_layout_static(cost, data, left, ub), time_limit_s, keep=keep)

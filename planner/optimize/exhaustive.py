@@ -13,7 +13,7 @@ import time
 
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.optimize.result import SearchResult
-from seesaw.planner.optimize.objective import SeesawEval, StaticEval, evaluate_seesaw, evaluate_static
+from seesaw.planner.optimize.objective import evaluate_seesaw, evaluate_static
 from seesaw.planner.optimize.space import compositions, near_even_partitions
 from seesaw.planner.optimize.terms import PhaseTerms
 
@@ -39,42 +39,55 @@ def _phase_points(cost: CostModel, opts: list[PhaseTerms], max_partitions: int, 
     return points, complete
 
 
+def _top(best: dict, keep: int) -> list:
+    """The ``keep`` best entries of ``best`` (key -> (objective, ...)), best first."""
+    return sorted(best.values(), key=lambda b: b[0])[:keep]
+
+
 def search_seesaw(cost: CostModel, prefill_opts: dict[int, list[PhaseTerms]],
-                  decode_opts: dict[int, list[PhaseTerms]], max_partitions: int = 5000) -> SearchResult:
+                  decode_opts: dict[int, list[PhaseTerms]], max_partitions: int = 5000, keep: int = 1) -> SearchResult:
     """Enumerate every (dp, prefill point, decode point); exact branch and bound: points are visited in
     order of ``T_prefill + T_decode``, a lower bound of the objective, and the scan stops once that bound
-    reaches the incumbent, so no better point is skipped."""
+    reaches the ``keep``-th best layout pair's objective, so no better point is skipped. Returns the best
+    point and, as candidates, the best point of each of the ``keep`` best layout pairs."""
     start = time.perf_counter()
-    best: tuple[SeesawEval, PhaseTerms, PhaseTerms, tuple, tuple] | None = None
+    best: dict = {}  # (prefill layout, decode layout) -> (objective, pre, dec, pc, dc)
     complete = True
     evaluated = 0
+
+    def bound() -> float:
+        return _top(best, keep)[-1][0] if len(best) >= keep else math.inf
+
     for dp in sorted(prefill_opts):
         pre_pts, ok_p = _phase_points(cost, prefill_opts[dp], max_partitions, with_kv=False)
         dec_pts, ok_d = _phase_points(cost, decode_opts.get(dp, []), max_partitions, with_kv=True)
         complete &= ok_p and ok_d
         for t_pre, pre, pc in pre_pts:
-            if not dec_pts or (best and t_pre + dec_pts[0][0] >= best[0].objective_ns):
+            if not dec_pts or t_pre + dec_pts[0][0] >= bound():
                 break
             for t_dec, dec, dc in dec_pts:
-                if best and t_pre + t_dec >= best[0].objective_ns:
+                if t_pre + t_dec >= bound():
                     break
                 if pre.layout == dec.layout and pc != dc:
                     continue  # one layout keeps one partition
                 evaluated += 1
                 ev = evaluate_seesaw(cost, pre, dec, pc, dc)
-                if ev and (best is None or ev.objective_ns < best[0].objective_ns):
-                    best = (ev, pre, dec, pc, dc)
+                key = (pre.layout, dec.layout)
+                if ev and (key not in best or ev.objective_ns < best[key][0]):
+                    best[key] = (ev.objective_ns, pre, dec, pc, dc)
     seconds = time.perf_counter() - start
-    if best is None:
+    if not best:
         return SearchResult("INFEASIBLE", seconds, None, evaluated=evaluated)
-    ev, pre, dec, pc, dc = best
-    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns, pre, dec, pc, dc, evaluated)
+    top = _top(best, keep)
+    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, *top[0], evaluated, tuple(top))
 
 
-def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int = 5000) -> SearchResult:
+def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int = 5000, keep: int = 1) -> SearchResult:
+    """Every static point; returns the best and, as candidates, the best point of each of the ``keep`` best
+    layouts."""
     start = time.perf_counter()
     layers = cost.cfg.num_hidden_layers
-    best: tuple[StaticEval, PhaseTerms, tuple] | None = None
+    best: dict = {}  # layout -> (objective, terms, terms, counts, counts)
     complete = True
     evaluated = 0
     for t in opts:
@@ -83,10 +96,10 @@ def search_static(cost: CostModel, opts: list[PhaseTerms], max_partitions: int =
         for pc in parts:
             evaluated += 1
             ev = evaluate_static(cost, t, pc)
-            if ev and (best is None or ev.objective_ns < best[0].objective_ns):
-                best = (ev, t, pc)
+            if ev and (t.layout not in best or ev.objective_ns < best[t.layout][0]):
+                best[t.layout] = (ev.objective_ns, t, t, pc, pc)
     seconds = time.perf_counter() - start
-    if best is None:
+    if not best:
         return SearchResult("INFEASIBLE", seconds, None, evaluated=evaluated)
-    ev, t, pc = best
-    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, ev.objective_ns, t, t, pc, pc, evaluated)
+    top = _top(best, keep)
+    return SearchResult("OPTIMAL" if complete else "FEASIBLE", seconds, *top[0], evaluated, tuple(top))

@@ -12,6 +12,8 @@ class SearchResult:
 
     ``pre`` / ``dec`` are the chosen phase terms (the same object twice for a static plan) and
     ``pcounts`` / ``dcounts`` their PP stage sizes. ``evaluated`` counts exhaustive evaluations.
+    ``candidates``: the best point of each of the best layout choices (a layout pair, or a static
+    layout), best first, as ``(objective_ns, pre, dec, pcounts, dcounts)``; the first is the result itself.
     """
 
     status: str  # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN
@@ -22,3 +24,4 @@ class SearchResult:
     pcounts: tuple[int, ...] = ()
     dcounts: tuple[int, ...] = ()
     evaluated: int = 0
+    candidates: tuple[tuple[int, PhaseTerms, PhaseTerms, tuple[int, ...], tuple[int, ...]], ...] = ()

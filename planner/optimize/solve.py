@@ -1,22 +1,31 @@
-"""Planning entry point: cost tables -> search (CP-SAT or exhaustive) -> :class:`SeesawPlan`."""
+"""Planning entry point: cost tables -> search (CP-SAT or exhaustive) -> simulation of the best candidates ->
+:class:`SeesawPlan`.
+
+The search minimizes the closed form and keeps the best point of each of the best layout choices (10 layout
+pairs, 5 static layouts by default); :mod:`seesaw.planner.optimize.rank` then simulates those over the trace
+and the plan is the fastest simulated one, its prediction the simulated run beside the closed form.
+``simulate=False`` keeps the closed form alone (its best point is the plan).
+"""
 from __future__ import annotations
 
 from typing import Literal
 
 from seesaw.ir import ModelConfig
 from seesaw.ir.errors import InputError
-from seesaw.planner.cost.model import NS, CostModel
-from seesaw.planner.decision import (MemoryUse, PhaseBreakdown, PhaseLayout, Prediction, SeesawPlan,
-                                     SolverInfo, StaticPlan)
+from seesaw.planner.cost.model import CostModel
+from seesaw.planner.decision import SeesawPlan, SolverInfo
 from seesaw.planner.hardware import Cluster
+from seesaw.planner.hardware.engines import get_engine
 from seesaw.planner.optimize import cpsat, exhaustive
-from seesaw.planner.optimize.objective import evaluate_seesaw, evaluate_static
-from seesaw.planner.optimize.space import PAGE_SIZE_TOKENS, SearchOptions, SearchSpace, to_stage_layers
-from seesaw.planner.optimize.terms import (PhaseTerms, decode_terms, host_buffer_max_tokens, prefill_terms,
-                                           stage_of, static_terms)
+from seesaw.planner.optimize.candidates import as_static_choice, min_memory_shortfall, seesaw_plan, static_plan
+from seesaw.planner.optimize.rank import rank_seesaw, rank_static
+from seesaw.planner.optimize.space import SearchOptions, SearchSpace
+from seesaw.planner.optimize.terms import PhaseTerms, decode_terms, prefill_terms, static_terms
 from seesaw.planner.workload import Workload
 
 Search = Literal["cpsat", "exhaustive"]
+SEESAW_CANDIDATES = 10  # layout pairs simulated
+STATIC_CANDIDATES = 5  # static layouts simulated
 
 
 def build_options(cost: CostModel, space: SearchSpace):
@@ -37,142 +46,70 @@ def build_options(cost: CostModel, space: SearchSpace):
     return pre, dec, static
 
 
-def _kv_capacity_tokens(cost: CostModel, pre: PhaseTerms, dec: PhaseTerms, pc, dc) -> int:
-    """Largest decode-layout KV cache (tokens per replica, whole pages) the chosen plan leaves room for."""
-    cap = cost.device_capacity_bytes
-    per_tok = cost.memory_terms(dec.layout.tp).kv_bytes_per_token_layer
-    best = None
-    for g in range(dec.layout.replica_size):
-        sp, sd = stage_of(g, pre.layout), stage_of(g, dec.layout)
-        free = cap - max(pre.busy_bytes(sp, pc[sp]), dec.busy_bytes(sd, dc[sd]))
-        tokens = free // (dc[sd] * per_tok)
-        best = tokens if best is None else min(best, tokens)
-    return max(dec.kv_tokens, best // PAGE_SIZE_TOKENS * PAGE_SIZE_TOKENS)
-
-
-def _memory(cost: CostModel, busy: int, kv: int, weights: int, host_w: int, host_kv: int) -> MemoryUse:
-    return MemoryUse(
-        weights_bytes=weights, kv_cache_bytes=kv, workspace_bytes=busy - weights,
-        reserve_bytes=int(cost.cluster.gpu.runtime_reserve_gb * 1e9),
-        capacity_bytes=int(cost.cluster.gpu.memory_bytes),
-        host_weights_bytes=host_w, host_kv_buffer_bytes=host_kv,
-        host_capacity_bytes=cost.host_capacity_bytes)
-
-
-def _prediction(cost: CostModel, breakdown: PhaseBreakdown, memory: MemoryUse) -> Prediction:
-    w = cost.workload
-    total = breakdown.total_s
-    return Prediction(breakdown, (w.prompt_tokens + w.output_tokens) / total, w.output_tokens / total, memory)
-
-
-def _static_plan(cost: CostModel, t: PhaseTerms, counts: tuple[int, ...]) -> StaticPlan:
-    ev = evaluate_static(cost, t, counts)
-    assert ev is not None
-    weights = max(t.weight_bytes(s, n) for s, n in enumerate(counts))
-    kv_tokens = _kv_capacity_tokens(cost, t, t, counts, counts)
-    bd = PhaseBreakdown(prefill_s=0.0, decode_s=ev.objective_ns / NS, transition_s=0.0, kv_swap_s=0.0, transitions=0)
-    mem = _memory(cost, ev.peak_busy_bytes, ev.peak_kv_bytes, weights, 0, 0)
-    return StaticPlan(PhaseLayout(t.layout, to_stage_layers(counts)), kv_tokens, t.batch,
-                      t.max_batched_tokens, _prediction(cost, bd, mem))
-
-
-def _min_memory_shortfall(cost: CostModel) -> str:
-    """One line saying by how much the model misses the GPUs' memory in its most frugal layout."""
-    best = None
-    for dp in cost.dp_degrees() or [1]:
-        for lay in cost.layouts(dp):
-            q, r = divmod(cost.cfg.num_hidden_layers, lay.pp)
-            counts = tuple([q + 1] * r + [q] * (lay.pp - r))
-            t = decode_terms(cost, lay, max(1, lay.pp))
-            need = max(t.busy_bytes(s, n) + n * t.kv_layer_bytes for s, n in enumerate(counts))
-            best = need if best is None else min(best, need)
-    cap = cost.device_capacity_bytes
-    gpu = cost.cluster.gpu
-    if best is None:
-        return f"no valid layout of {cost.cfg.name} on {cost.cluster.num_gpus}x{gpu.name}"
-    return (f"{cost.cfg.name} does not fit on {cost.cluster.num_gpus}x{gpu.name}: the smallest layout needs "
-            f"{best / 1e9:.1f} GB per GPU but {cap / 1e9:.1f} GB are usable "
-            f"({gpu.memory_gb:g} GB less {gpu.runtime_reserve_gb:g} GB reserve): short by {(best - cap) / 1e9:.1f} GB")
-
-
 def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: SearchOptions | None = None,
-         search: Search = "cpsat", time_limit_s: float = 60.0) -> SeesawPlan:
+         search: Search = "cpsat", time_limit_s: float = 60.0, simulate: bool = True,
+         engine: str = "vllm") -> SeesawPlan:
     """Choose per-phase layouts, stage partitions, buffers, caps and thresholds.
 
-    Raises :class:`InputError` for impossible pins and when the model cannot fit (naming the shortfall).
+    ``engine``: the serving engine the static baseline is simulated as (:mod:`seesaw.planner.hardware.engines`).
+    Raises :class:`InputError` for impossible pins, an unknown engine, and when the model cannot fit (naming
+    the shortfall).
     """
     options = options or SearchOptions()
+    engine_spec = get_engine(engine) if simulate else None
     cost = CostModel(cfg, cluster, workload)
     space = SearchSpace(cost, options)
     pre_opts, dec_opts, static_opts = build_options(cost, space)
+    keep_static = STATIC_CANDIDATES if simulate else 1
+    keep_seesaw = SEESAW_CANDIDATES if simulate else 1
     if search == "cpsat":
-        static_res = cpsat.solve_static(cost, static_opts, time_limit_s)
+        static_res = cpsat.solve_static(cost, static_opts, time_limit_s, keep=keep_static)
     else:
-        static_res = exhaustive.search_static(cost, static_opts)
-    best_static = _static_plan(cost, static_res.pre, static_res.pcounts) if static_res.objective_ns else None
+        static_res = exhaustive.search_static(cost, static_opts, keep=keep_static)
+    statics = [static_plan(cost, c) for c in static_res.candidates]
     notes: list[str] = []
 
     res = None
     statuses = {static_res.status}
     pinned = options.prefill is not None or options.decode is not None
     if not options.static and pre_opts:
-        # unpinned, a re-sharding plan is kept only when it beats the best static one: CP-SAT may skip
-        # (and prove away) every pair that cannot, which is most of the search on large instances
-        beat = static_res.objective_ns if not pinned and static_res.status == "OPTIMAL" else None
-        res = (cpsat.solve_seesaw(cost, pre_opts, dec_opts, time_limit_s, upper_bound=beat) if search == "cpsat"
-               else exhaustive.search_seesaw(cost, pre_opts, dec_opts))
+        # without simulation, a re-sharding plan is kept only when it beats the best static one, so CP-SAT
+        # may skip (and prove away) every pair that cannot, which is most of the search on large instances
+        beat = (static_res.objective_ns if not simulate and not pinned and static_res.status == "OPTIMAL"
+                else None)
+        res = (cpsat.solve_seesaw(cost, pre_opts, dec_opts, time_limit_s, upper_bound=beat, keep=keep_seesaw)
+               if search == "cpsat" else exhaustive.search_seesaw(cost, pre_opts, dec_opts, keep=keep_seesaw))
         statuses.add(res.status)
         if res.objective_ns is None:
             res = None
-    if res is None and best_static is None:
+    if res is None and not statics:
         if "UNKNOWN" in statuses:
             raise InputError("--time-limit", f"the solver found no plan within {time_limit_s:g} s; allow more time")
-        if options.prefill or options.decode:
-            raise InputError("--prefill/--decode", f"no plan with the pinned layouts fits: {_min_memory_shortfall(cost)}")
-        raise InputError("model", _min_memory_shortfall(cost))
+        if pinned:
+            raise InputError("--prefill/--decode", f"no plan with the pinned layouts fits: {min_memory_shortfall(cost)}")
+        raise InputError("model", min_memory_shortfall(cost))
 
-    use_static = res is None or (
-        not pinned and static_res.objective_ns is not None and static_res.objective_ns <= res.objective_ns)
-    solver_res = static_res if use_static else res
     status = "OPTIMAL" if statuses <= {"OPTIMAL", "INFEASIBLE"} else "FEASIBLE"
-    solver = SolverInfo("cp-sat" if search == "cpsat" else "exhaustive", status,
-                        static_res.seconds + (res.seconds if res else 0.0), solver_res.objective_ns)
+    seconds = static_res.seconds + (res.seconds if res else 0.0)
+    if simulate and statics:
+        statics = rank_static(cost, statics, engine_spec) or statics
+    best_static = statics[0] if statics else None
+    seesaws = []
+    if res is not None:
+        solver = SolverInfo("cp-sat" if search == "cpsat" else "exhaustive", status, seconds, res.objective_ns)
+        seesaws = [seesaw_plan(cost, c, best_static, solver) for c in res.candidates]
+        if simulate:
+            beat = None if pinned or best_static is None else best_static.prediction.breakdown.total_s
+            seesaws = rank_seesaw(cost, seesaws, beat)
+    best = seesaws[0] if seesaws else None
+    use_static = best is None or (not pinned and best_static is not None
+                                  and best_static.prediction.breakdown.total_s <= best.prediction.breakdown.total_s)
+    how = "simulation" if simulate else "the cost model"
     if use_static:
         if not options.static:
-            notes.append("static: re-sharding does not pay under the cost model; the best plan keeps one layout")
-        s = best_static
-        return SeesawPlan(prefill=s.phase, decode=s.phase, page_size_tokens=PAGE_SIZE_TOKENS,
-                          gpu_kv_tokens=s.gpu_kv_tokens, host_kv_buffer_tokens=0,
-                          max_prefill_tokens=s.max_batched_tokens, decode_max_seqs=s.decode_max_seqs,
-                          prefill_to_decode_threshold_tokens=0, decode_to_prefill_threshold_tokens=0,
-                          prediction=s.prediction, best_static=s, solver=solver, notes=tuple(notes))
-
-    pre, dec, pc, dc = res.pre, res.dec, res.pcounts, res.dcounts
-    ev = evaluate_seesaw(cost, pre, dec, pc, dc)
-    assert ev is not None and ev.objective_ns == res.objective_ns, "solver and objective disagree"
-    if best_static and static_res.objective_ns < res.objective_ns:
-        notes.append("pinned layouts predict less throughput than the best static layout")
-    resharding = pre.layout != dec.layout
-    replica = cluster.num_gpus // pre.layout.dp
-    gpn = min(cluster.gpus_per_node, cluster.num_gpus)
-    share = gpn / replica
-    host_w = int(2 * cost.model_weight_bytes * min(1.0, share)) if resharding else 0
-    host_kv = int(ev.host_buffer_tokens * cost.kv_bytes_per_token * share)
-    weights = max(max(pre.weight_bytes(s, n) for s, n in enumerate(pc)),
-                  max(dec.weight_bytes(s, n) for s, n in enumerate(dc)))
-    bd = PhaseBreakdown(ev.prefill_ns / NS, ev.decode_ns / NS, ev.transition_ns / NS, ev.swap_exposed_ns / NS,
-                        ev.transitions)
-    mem = _memory(cost, ev.peak_busy_bytes, ev.peak_kv_bytes, weights, host_w, host_kv)
-    assert ev.host_buffer_tokens <= host_buffer_max_tokens(cost, pre.layout.dp, resharding)
-    return SeesawPlan(
-        prefill=PhaseLayout(pre.layout, to_stage_layers(pc)),
-        decode=PhaseLayout(dec.layout, to_stage_layers(dc)),
-        page_size_tokens=PAGE_SIZE_TOKENS,
-        gpu_kv_tokens=_kv_capacity_tokens(cost, pre, dec, pc, dc),
-        host_kv_buffer_tokens=ev.host_buffer_tokens,
-        max_prefill_tokens=pre.batch,
-        decode_max_seqs=dec.batch,
-        prefill_to_decode_threshold_tokens=ev.prefill_to_decode_threshold_tokens,
-        decode_to_prefill_threshold_tokens=0,
-        prediction=_prediction(cost, bd, mem),
-        best_static=best_static, solver=solver, notes=tuple(notes))
+            notes.append(f"static: re-sharding does not pay under {how}; the best plan keeps one layout")
+        solver = SolverInfo("cp-sat" if search == "cpsat" else "exhaustive", status, seconds, static_res.objective_ns)
+        return as_static_choice(best_static, solver, tuple(notes))
+    if best_static and best_static.prediction.breakdown.total_s < best.prediction.breakdown.total_s:
+        notes.append(f"pinned layouts predict less throughput than the best static layout (by {how})")
+    return SeesawPlan(**{**best.__dict__, "best_static": best_static, "notes": tuple(notes)})

@@ -16,7 +16,8 @@ Tuning"):
 - under PP, ``pp`` batches are in flight (vLLM's batch queue); requests of an in-flight batch wait for its
   result, so the decoding requests form ``pp`` cohorts that take turns;
 - each step pays the engine's host time (scheduling, input preparation, sampling bookkeeping) on top of
-  the GPU time, ``step_overhead_us + seq_overhead_us * requests`` of :class:`EngineModel`.
+  the GPU time, ``step_overhead_us + seq_overhead_us * requests`` of the engine's
+  :class:`~seesaw.planner.hardware.engines.EngineSpec`.
 
 Decoding requests are kept in aggregate per cohort (context sum, finishing steps, and how many need a new
 block at each step), so a step costs ``O(1)`` plus the requests that start, finish, chunk or are
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
+from seesaw.planner.hardware.engines import EngineSpec
 from seesaw.planner.simulate.pipeline import Pipeline
-from seesaw.planner.simulate.runtime_sim import SimRun
+from seesaw.planner.simulate.result import SimRun
 from seesaw.planner.simulate.step_time import AttentionLoad, StepTimes
 
 
@@ -44,19 +46,11 @@ class EngineKnobs:
     gpu_memory_utilization: float = 0.9
     block_size: int = 16
 
-
-@dataclass(frozen=True)
-class EngineModel:
-    """Host-side time per engine step (s = overhead_us * 1e-6): ``step_overhead_us`` fixed and
-    ``seq_overhead_us`` per scheduled request. The values and their source live in the hardware catalog's
-    engine entries (:mod:`seesaw.planner.hardware.engines`)."""
-
-    name: str = "vllm"
-    step_overhead_us: float = 0.0
-    seq_overhead_us: float = 0.0
-
-    def host_s(self, requests: int) -> float:
-        return (self.step_overhead_us + self.seq_overhead_us * requests) * 1e-6
+    @classmethod
+    def defaults(cls, engine: EngineSpec, gpu) -> EngineKnobs:
+        """What ``engine`` picks on ``gpu`` when the user sets nothing."""
+        seqs, tokens = engine.default_knobs(gpu)
+        return cls(seqs, tokens, engine.gpu_memory_utilization, engine.block_size)
 
 
 @dataclass(frozen=True)
@@ -156,9 +150,10 @@ class _Cohorts:
         return out
 
 
-def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineModel, prompt_lens: list[int],
-                            output_lens: list[int]) -> SimRun:
-    """Simulate one replica of the engine serving these requests (all queued at time 0, in this order).
+def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpec, prompt_lens: list[int],
+                            output_lens: list[int], stop_after_s: float | None = None) -> SimRun:
+    """Simulate one replica of the engine serving these requests (all queued at time 0, in this order);
+    ``stop_after_s`` as :func:`~seesaw.planner.simulate.runtime_sim.simulate_replica`.
 
     Raises RuntimeError if the engine stalls (a request that fits alone can never be admitted: a bug).
     """
@@ -295,6 +290,10 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineMod
         end, g, a, chunks = inflight.popleft()
         busy[g] = False
         now = max(now, end)
+        if stop_after_s is not None and now > stop_after_s:
+            run.stopped = True
+            run.wall_s = run.decode_s = now
+            return run
         for r in co.done_at(g, a):
             free += co.blocks_held(r, a + 1)
             co.leave(r)
@@ -320,13 +319,15 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineMod
     return run
 
 
-def simulate_engine(cost: CostModel, plan: EnginePlan, engine: EngineModel) -> SimRun:
+def simulate_engine(cost: CostModel, plan: EnginePlan, engine: EngineSpec, stop_after_s: float | None = None) -> SimRun:
     """Simulate every DP replica of the engine on its share of ``cost.workload`` (round robin); wall time is
-    the slowest replica's."""
+    the slowest replica's. ``stop_after_s``: as :func:`simulate_engine_replica`."""
     run = SimRun()
     w = cost.workload
     dp = plan.layout.dp
     for r in range(min(dp, w.num_requests)):
         run.add_replica(simulate_engine_replica(cost, plan, engine, list(w.prompt_lens[r::dp]),
-                                                list(w.output_lens[r::dp])))
+                                                list(w.output_lens[r::dp]), stop_after_s))
+        if run.stopped:
+            break
     return run

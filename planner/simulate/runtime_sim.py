@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.simulate.pipeline import Pipeline
+from seesaw.planner.simulate.result import SimRun
 from seesaw.planner.simulate.step_time import AttentionLoad, StepTimes
 from seesaw.schedule import PageAllocator, Policy, ReplicaScheduler, Sequence
 
@@ -83,46 +84,6 @@ class RuntimePlan:
                       prefill_pp=self.prefill.pp, decode_pp=self.decode.pp)
 
 
-@dataclass
-class SimRun:
-    """One simulated run: wall time and the engine's phase breakdown (s) of the slowest replica, and counts
-    summed over replicas."""
-
-    wall_s: float = 0.0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-    transition_s: float = 0.0
-    prefill_batches: int = 0
-    decode_steps: int = 0
-    transitions: int = 0
-    swap_in_tokens: int = 0
-    preemptions: int = 0
-    refused: int = 0
-    requests: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    per_replica: list[dict] = field(default_factory=list)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return (self.prompt_tokens + self.output_tokens) / self.wall_s if self.wall_s else 0.0
-
-    @property
-    def output_tokens_per_s(self) -> float:
-        return self.output_tokens / self.wall_s if self.wall_s else 0.0
-
-    def add_replica(self, rep: "SimRun") -> None:
-        """Fold one replica's run in: times are the slowest replica's, counts add up."""
-        self.per_replica.append({"wall_s": rep.wall_s, "prefill_s": rep.prefill_s, "decode_s": rep.decode_s,
-                                 "transition_s": rep.transition_s})
-        if rep.wall_s >= self.wall_s:
-            self.wall_s, self.prefill_s, self.decode_s, self.transition_s = (
-                rep.wall_s, rep.prefill_s, rep.decode_s, rep.transition_s)
-        for key in ("prefill_batches", "decode_steps", "transitions", "swap_in_tokens", "preemptions", "refused",
-                    "requests", "prompt_tokens", "output_tokens"):
-            setattr(self, key, getattr(self, key) + getattr(rep, key))
-
-
 class _Groups:
     """Aggregate state of the decode groups: context sums and finishing steps, updated per join/finish."""
 
@@ -155,8 +116,10 @@ class _Groups:
 
 
 def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int], output_lens: list[int],
-                     phase: str = "prefill") -> SimRun:
-    """Simulate one replica serving these requests (in this order) under ``plan``; see the module docstring."""
+                     phase: str = "prefill", stop_after_s: float | None = None) -> SimRun:
+    """Simulate one replica serving these requests (in this order) under ``plan``; see the module docstring.
+    With ``stop_after_s`` the simulation stops once its clock passes it (``SimRun.stopped``): a search
+    that only needs to know whether the plan beats that time."""
     policy = plan.policy()
     times = {"prefill": StepTimes(cost, plan.prefill, plan.prefill_counts),
              "decode": StepTimes(cost, plan.decode, plan.decode_counts)}
@@ -220,6 +183,9 @@ def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int],
             break
         act, end, index = inflight.popleft()
         now = max(now, end)
+        if stop_after_s is not None and now > stop_after_s:
+            run.stopped = True
+            break
         phase_s[act.kind] += now - mark
         mark = now
         if act.kind == "transition":
@@ -239,12 +205,16 @@ def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int],
     return run
 
 
-def simulate_runtime(cost: CostModel, plan: RuntimePlan) -> SimRun:
+def simulate_runtime(cost: CostModel, plan: RuntimePlan, stop_after_s: float | None = None) -> SimRun:
     """Simulate every DP replica serving its round-robin share of ``cost.workload`` (as the runtime deals
-    requests: request ``i`` to replica ``i mod dp``); wall time is the slowest replica's."""
+    requests: request ``i`` to replica ``i mod dp``); wall time is the slowest replica's. ``stop_after_s``:
+    as :func:`simulate_replica` (the first replica that passes it ends the simulation)."""
     run = SimRun()
     w = cost.workload
     dp = plan.prefill.dp
     for r in range(min(dp, w.num_requests)):
-        run.add_replica(simulate_replica(cost, plan, list(w.prompt_lens[r::dp]), list(w.output_lens[r::dp])))
+        run.add_replica(simulate_replica(cost, plan, list(w.prompt_lens[r::dp]), list(w.output_lens[r::dp]),
+                                         stop_after_s=stop_after_s))
+        if run.stopped:
+            break
     return run

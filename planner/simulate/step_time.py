@@ -62,12 +62,13 @@ class AttentionLoad:
 
 class _Curve:
     """``fn(x)`` for x >= 0, tabulated on a grid (every integer to 64, then 16 points per doubling, grown on
-    demand) and interpolated linearly; ``fn(0) = 0``."""
+    demand) and interpolated linearly; ``fn(0) = 0``. Values asked for are memoized."""
 
     def __init__(self, fn: Callable[[float], float]) -> None:
         self.fn = fn
         self.xs: list[float] = [0.0]
         self.ys: list[float] = [0.0]
+        self.memo: dict[float, float] = {}
         self._extend(64)
 
     def _extend(self, upto: float) -> None:
@@ -78,6 +79,9 @@ class _Curve:
             self.ys.append(self.fn(x))
 
     def __call__(self, x: float) -> float:
+        y = self.memo.get(x)
+        if y is not None:
+            return y
         if x <= 0:
             return 0.0
         if x > self.xs[-1]:
@@ -85,9 +89,12 @@ class _Curve:
         i = bisect.bisect_left(self.xs, x)
         x1, y1 = self.xs[i], self.ys[i]
         if x1 == x:
-            return y1
-        x0, y0 = self.xs[i - 1], self.ys[i - 1]
-        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            y = y1
+        else:
+            x0, y0 = self.xs[i - 1], self.ys[i - 1]
+            y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        self.memo[x] = y
+        return y
 
 
 class StepTimes:
@@ -114,9 +121,10 @@ class StepTimes:
         self._first = _Curve(tokens_fn(g.pre_ops()))
         self._norm = _Curve(tokens_fn([op for op in post if op.kind not in _ROW_KINDS]))
         self._head = _Curve(tokens_fn([op for op in post if op.kind in _ROW_KINDS]))
-        self._sends = [_Curve(lambda t, s=s: hidden_send_s([PassShape(t, 1, 1)], cost.cfg.hidden_size, cluster,
-                                                           cost.boundary_spans_nodes(layout, s)))
-                       for s in range(layout.pp - 1)]
+        spans = [cost.boundary_spans_nodes(layout, s) for s in range(layout.pp - 1)]
+        self._send_curves = {x: _Curve(lambda t, x=x: hidden_send_s([PassShape(t, 1, 1)], cost.cfg.hidden_size,
+                                                                     cluster, x)) for x in set(spans)}
+        self._send_of = [spans[s] if s < layout.pp - 1 else None for s in range(layout.pp)]
         self._fixed_s = step_overhead_s(cluster)
         self._gpu = cluster.gpu
         self._probes = [self._probe(op, tp, cluster.gpu.dtype_bytes) for op in self._attn]
@@ -151,15 +159,11 @@ class StepTimes:
         """Seconds each stage spends on a micro-batch of ``tokens`` new tokens, ``rows`` sampled sequences
         and attention ``parts``; ``extra_per_layer_s[s]`` adds per-layer time on stage ``s`` (KV swaps)."""
         layer_s = self._dense(tokens) + self.attention_s(parts)
-        last = len(self.counts) - 1
-        out = []
-        for s, n in enumerate(self.counts):
-            t = n * (layer_s + (extra_per_layer_s[s] if extra_per_layer_s else 0.0)) + self._fixed_s
-            if s == 0:
-                t += self._first(tokens)
-            if s == last:
-                t += self._norm(tokens) + self._head(rows)
-            else:
-                t += self._sends[s](tokens)
-            out.append(t)
+        sends = {x: c(tokens) for x, c in self._send_curves.items()}
+        out = [n * layer_s + self._fixed_s + (sends[x] if x is not None else 0.0)
+               for n, x in zip(self.counts, self._send_of)]
+        if extra_per_layer_s:
+            out = [t + n * e for t, n, e in zip(out, self.counts, extra_per_layer_s)]
+        out[0] += self._first(tokens)
+        out[-1] += self._norm(tokens) + self._head(rows)
         return out

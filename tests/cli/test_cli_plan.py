@@ -88,7 +88,10 @@ def test_json_summary_keys_and_status(capsys):
     s = run_json(capsys, "--model", SMOL, "--cluster", "8xA10", "--workload", SMALL_WL)
     assert SUMMARY_KEYS <= s.keys(), SUMMARY_KEYS - s.keys()
     assert s["prefill"].keys() == LAYOUT_KEYS and s["decode"].keys() == LAYOUT_KEYS
-    assert s["best_static"].keys() == LAYOUT_KEYS | {"predicted_tokens_per_s"}
+    assert s["best_static"].keys() == LAYOUT_KEYS | {"predicted_tokens_per_s", "engine", "max_num_seqs",
+                                                     "max_num_batched_tokens", "gpu_memory_utilization"}
+    assert s["prediction_method"] == "simulated" and s["closed_form_tokens_per_s"] > 0
+    assert s["best_static"]["engine"] == "vllm" and s["best_static"]["gpu_memory_utilization"] == 0.9
     assert s["solver"].keys() == {"name", "status", "seconds"}
     assert s["solver"]["status"] == "OPTIMAL"
     for name in ("prefill", "decode", "best_static"):

@@ -136,7 +136,7 @@ def test_program_is_topological_and_matches_ir(pp2_tp2, cfg):
 
 def test_plan_sections(pp2_tp2, cfg):
     p = pp2_tp2
-    assert p.schema_version == "1.0" and p.generator.startswith("seesaw ")
+    assert p.schema_version == "1.1" and p.generator.startswith("seesaw ")
     assert p.model.fingerprint == cfg.fingerprint()
     assert p.model.num_parameters == build_graph(cfg).num_parameters()
     assert p.model.weight_bytes == 2 * p.model.num_parameters
@@ -152,8 +152,9 @@ def test_plan_sections(pp2_tp2, cfg):
     assert s.memory_per_gpu_gb == pytest.approx(p.prediction.memory.device_total_bytes / 1e9)
     assert set(s.model_dump()) == {
         "prefill", "decode", "host_kv_buffer_tokens", "gpu_kv_tokens", "max_prefill_tokens",
-        "decode_max_seqs", "predicted_tokens_per_s", "predicted_output_tokens_per_s", "best_static",
-        "speedup_vs_best_static", "solver", "static", "breakdown", "memory_per_gpu_gb"}
+        "decode_max_seqs", "predicted_tokens_per_s", "predicted_output_tokens_per_s", "prediction_method",
+        "closed_form_tokens_per_s", "simulation_gap", "best_static", "speedup_vs_best_static", "solver", "static",
+        "breakdown", "memory_per_gpu_gb"}
 
 
 def test_static_plan(cfg, build_plan):

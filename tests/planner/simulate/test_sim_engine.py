@@ -7,8 +7,11 @@ from seesaw.ir import load_model_config
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.hardware import load_cluster
-from seesaw.planner.simulate.engine_sim import (EngineKnobs, EngineModel, EnginePlan, engine_kv_blocks,
-                                                simulate_engine, simulate_engine_replica)
+from seesaw.planner.hardware.engines import get_engine
+from seesaw.planner.simulate.engine_sim import (EngineKnobs, EnginePlan, engine_kv_blocks, simulate_engine,
+                                                simulate_engine_replica)
+
+NO_HOST = get_engine("vllm").model_copy(update={"step_overhead_us": 0.0, "seq_overhead_us": 0.0})
 from seesaw.planner.workload import Workload
 
 
@@ -16,7 +19,7 @@ def _cost(cluster: str = "1xH100-SXM", prompts=(8,), outputs=(8,)) -> CostModel:
     return CostModel(load_model_config("llama-3-8b"), load_cluster(cluster), Workload("w", prompts, outputs))
 
 
-def _run(knobs: EngineKnobs, blocks: int, prompts, outputs, layout="tp1", counts=(32,), engine=EngineModel()):
+def _run(knobs: EngineKnobs, blocks: int, prompts, outputs, layout="tp1", counts=(32,), engine=NO_HOST):
     cost = _cost(prompts=prompts, outputs=outputs)
     return simulate_engine_replica(cost, EnginePlan(Layout.parse(layout), counts, knobs, blocks), engine,
                                    list(prompts), list(outputs))
@@ -67,7 +70,7 @@ def test_pipeline_parallel_cohorts_take_turns():
 
 def test_host_overhead_per_step_adds_time():
     base = _run(EngineKnobs(), 10_000, [100] * 8, [50] * 8)
-    slow = _run(EngineKnobs(), 10_000, [100] * 8, [50] * 8, engine=EngineModel(step_overhead_us=1000.0))
+    slow = _run(EngineKnobs(), 10_000, [100] * 8, [50] * 8, engine=NO_HOST.model_copy(update={"step_overhead_us": 1000.0}))
     steps = base.decode_steps + base.prefill_batches - 1  # the first step both prefills and is counted once
     assert slow.wall_s - base.wall_s == pytest.approx(steps * 1e-3, rel=0.05)
 
@@ -91,5 +94,5 @@ def test_data_parallel_replicas_split_the_requests():
     cost = _cost("2xH100-SXM", prompts, outputs)
     knobs = EngineKnobs()
     plan = EnginePlan(Layout.parse("dp2"), (32,), knobs, 10_000)
-    run = simulate_engine(cost, plan, EngineModel())
+    run = simulate_engine(cost, plan, NO_HOST)
     assert run.output_tokens == 200 and len(run.per_replica) == 2

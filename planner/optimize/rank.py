@@ -1,0 +1,151 @@
+"""The final ranking: the search's best candidates, simulated request by request over the trace.
+
+The closed form (what CP-SAT minimizes) takes every step at the phase's mean batch, so it cannot see a
+decode batch that the device cache caps below its cap, the drain at the end of each cycle, or an engine
+that preempts. The planner therefore keeps the search's best layout choices and simulates each:
+
+- a Seesaw candidate under this project's runtime (:func:`~seesaw.planner.simulate.simulate_runtime`: the
+  runtime's own scheduler, so the plan is predicted as ``seesaw-run`` will execute it);
+- a static candidate under the baseline engine (:func:`~seesaw.planner.simulate.simulate_engine`), first
+  with the engine's default knobs, then, for the best layouts, with the knobs a user would tune: a
+  coordinate search over ``max_num_seqs`` and ``max_num_batched_tokens`` (halving or doubling each while the
+  simulated time improves, at most two moves a direction).
+
+Every prediction keeps the closed form's total time beside the simulated one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from seesaw.planner.cost.model import CostModel
+from seesaw.planner.decision import PhaseBreakdown, Prediction, SeesawPlan, StaticPlan
+from seesaw.planner.hardware.engines import EngineSpec
+from seesaw.planner.simulate import EngineKnobs, EnginePlan, RuntimePlan, SimRun, engine_kv_blocks
+from seesaw.planner.simulate import simulate_engine, simulate_runtime
+
+#: ``max_num_seqs`` and ``max_num_batched_tokens`` bounds of the knob search.
+SEQS_RANGE = (8, 4096)
+TOKENS_RANGE = (512, 65536)
+
+
+def counts_of(stage_layers) -> tuple[int, ...]:
+    """Layers per stage from ``(start, stop)`` ranges."""
+    return tuple(b - a for a, b in stage_layers)
+
+
+def _prediction(cost: CostModel, run: SimRun, closed: Prediction, breakdown: PhaseBreakdown) -> Prediction:
+    return Prediction(breakdown, run.tokens_per_s, run.output_tokens_per_s, closed.memory, method="simulated",
+                      closed_form_s=closed.breakdown.total_s)
+
+
+def simulate_seesaw_plan(cost: CostModel, plan: SeesawPlan,
+                         stop_after_s: float | None = None) -> tuple[SeesawPlan, SimRun] | None:
+    """``plan`` with its prediction simulated under the runtime (phase times as the engine charges them;
+    KV copies are inside the phases, as the workers make them); None when it cannot finish within
+    ``stop_after_s``."""
+    rp = RuntimePlan(plan.prefill.layout, counts_of(plan.prefill.stage_layers), plan.decode.layout,
+                     counts_of(plan.decode.stage_layers), plan.gpu_kv_tokens, plan.host_kv_buffer_tokens,
+                     plan.page_size_tokens, plan.max_prefill_tokens, plan.decode_max_seqs,
+                     plan.prefill_to_decode_threshold_tokens, plan.decode_to_prefill_threshold_tokens)
+    run = simulate_runtime(cost, rp, stop_after_s)
+    if run.stopped:
+        return None
+    bd = PhaseBreakdown(run.prefill_s, run.decode_s, run.transition_s, 0.0, run.transitions)
+    return replace(plan, prediction=_prediction(cost, run, plan.prediction, bd)), run
+
+
+def rank_seesaw(cost: CostModel, plans: list[SeesawPlan], beat_s: float | None = None) -> list[SeesawPlan]:
+    """The candidates simulated in the search's order, fastest first; each simulation stops once it passes
+    the best time so far (or ``beat_s``, the best static plan's), so only the ones that finish are kept."""
+    out: list[SeesawPlan] = []
+    for p in plans:
+        bound = min([beat_s] * (beat_s is not None) + [q.prediction.breakdown.total_s for q in out], default=None)
+        got = simulate_seesaw_plan(cost, p, bound)
+        if got is not None:
+            out.append(got[0])
+    return sorted(out, key=lambda q: q.prediction.breakdown.total_s)
+
+
+@dataclass(frozen=True)
+class TunedStatic:
+    """A static layout under the engine with the knobs found for it."""
+
+    knobs: EngineKnobs
+    kv_blocks: int
+    run: SimRun
+    tried: int  # simulations run
+
+
+def _engine_run(cost: CostModel, static: StaticPlan, engine: EngineSpec, knobs: EngineKnobs,
+                stop_after_s: float | None = None) -> tuple[int, SimRun] | None:
+    """Simulated run of the static layout with ``knobs``; None when the engine could not start (its KV cache
+    would not hold the longest request, as vLLM refuses ``max_model_len`` beyond it) or the run passes
+    ``stop_after_s``."""
+    counts = counts_of(static.phase.stage_layers)
+    blocks = engine_kv_blocks(cost, static.phase.layout, counts, knobs)
+    if blocks * knobs.block_size < cost.workload.max_seq_len:
+        return None
+    run = simulate_engine(cost, EnginePlan(static.phase.layout, counts, knobs, blocks), engine, stop_after_s)
+    return None if run.stopped else (blocks, run)
+
+
+def tune_static(cost: CostModel, static: StaticPlan, engine: EngineSpec, search: bool = True,
+                start: TunedStatic | None = None, stop_after_s: float | None = None) -> TunedStatic | None:
+    """The engine's default knobs on ``static``'s layout (or ``start``, already simulated) and, with
+    ``search``, the coordinate search of the module docstring (each try stops once it is slower than the
+    best so far); None when even the defaults cannot start or pass ``stop_after_s``."""
+    if start is None:
+        knobs = EngineKnobs.defaults(engine, cost.cluster.gpu)
+        first = _engine_run(cost, static, engine, knobs, stop_after_s)
+        if first is None:
+            return None
+        start = TunedStatic(knobs, *first, tried=1)
+    best = (start.knobs, start.kv_blocks, start.run)
+    tried = start.tried
+    if search:
+        for field, (lo, hi) in (("max_num_seqs", SEQS_RANGE), ("max_num_batched_tokens", TOKENS_RANGE)):
+            for factor in (0.5, 2.0):
+                moved = False
+                for _ in range(2):
+                    cur = best[0]
+                    value = int(getattr(cur, field) * factor)
+                    nxt = replace(cur, **{field: value})
+                    if not lo <= value <= hi or nxt.max_num_batched_tokens < nxt.max_num_seqs:
+                        break
+                    tried += 1
+                    got = _engine_run(cost, static, engine, nxt, best[2].wall_s)
+                    if got is None or got[1].wall_s >= best[2].wall_s * (1 - 1e-3):
+                        break
+                    best, moved = (nxt, *got), True
+                if moved:
+                    break  # this direction improved: the other cannot
+    knobs, blocks, run = best
+    return TunedStatic(knobs, blocks, run, tried)
+
+
+def simulated_static(cost: CostModel, static: StaticPlan, tuned: TunedStatic, engine: EngineSpec) -> StaticPlan:
+    """``static`` with the tuned knobs and their simulated prediction."""
+    bd = PhaseBreakdown(0.0, tuned.run.wall_s, 0.0, 0.0, 0)
+    return replace(static, gpu_kv_tokens=tuned.kv_blocks * tuned.knobs.block_size,
+                   decode_max_seqs=tuned.knobs.max_num_seqs, max_batched_tokens=tuned.knobs.max_num_batched_tokens,
+                   gpu_memory_utilization=tuned.knobs.gpu_memory_utilization, engine=engine.name,
+                   prediction=_prediction(cost, tuned.run, static.prediction, bd))
+
+
+def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, tune: int = 2) -> list[StaticPlan]:
+    """Every static candidate simulated with the engine's defaults (in the search's order, each stopping
+    once slower than twice the best so far), the ``tune`` best of those tuned; fastest first. Candidates
+    whose engine cannot start, or that fall that far behind, are dropped."""
+    first = []
+    for s in statics:
+        bound = 2 * min(t.run.wall_s for _, t in first) if first else None
+        t = tune_static(cost, s, engine, search=False, stop_after_s=bound)
+        if t is not None:
+            first.append((s, t))
+    first.sort(key=lambda st: st[1].run.wall_s)
+    out = []
+    for i, (s, t) in enumerate(first):
+        if i < tune:
+            t = tune_static(cost, s, engine, search=True, start=t)
+        out.append(simulated_static(cost, s, t, engine))
+    return sorted(out, key=lambda s: s.prediction.breakdown.total_s)
