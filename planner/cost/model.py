@@ -231,9 +231,9 @@ class CostModel:
 
     @property
     def device_capacity_bytes(self) -> int:
-        """Usable device memory per GPU: capacity minus the runtime reserve."""
-        gpu = self.cluster.gpu
-        return int(gpu.memory_bytes - gpu.runtime_reserve_gb * 1e9)
+        """Usable device memory per GPU: the budgeted share of the capacity less the runtime reserve
+        (:attr:`GPUSpec.budget_bytes`)."""
+        return self.cluster.gpu.budget_bytes
 
     @property
     def host_capacity_bytes(self) -> int:

@@ -10,6 +10,7 @@ lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope
 move ``1 + matmul_pack_ratio`` times their bytes (a CPU BLAS packs the weight panels; a one-row GEMV streams them once); attention at ``F_eff * attention_efficiency`` and ``B_eff *
 attention_memory_efficiency``. Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
 op, ``elementwise_overhead_us`` more per elementwise op (every compute op but GEMMs and attention),
+``attention_overhead_us`` more per attention op,
 ``attention_seq_overhead_us`` per sequence per attention op, and ``step_overhead_us`` per micro-batch
 (see :func:`step_overhead_s`). Collectives use the cluster's alpha-beta model (``Cluster.allreduce_s`` etc.).
 """
@@ -67,7 +68,7 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
     Attention is costed per part (a prefill chunk and decode sequences attend over different contexts)
     plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
     adds ``op_overhead_us`` once, elementwise ops (neither GEMM nor attention) ``elementwise_overhead_us``
-    more.
+    more, attention ``attention_overhead_us`` more.
     """
     gpu = cluster.gpu
     dtype = gpu.dtype_bytes
@@ -85,7 +86,8 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
             total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
     if not total:
         return 0.0
-    fixed_us = gpu.op_overhead_us + (0.0 if attention or op.kind in _GEMM_KINDS else gpu.elementwise_overhead_us)
+    fixed_us = gpu.op_overhead_us + (gpu.attention_overhead_us if attention else
+                                     0.0 if op.kind in _GEMM_KINDS else gpu.elementwise_overhead_us)
     return total + fixed_us * 1e-6
 
 

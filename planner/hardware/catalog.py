@@ -11,6 +11,7 @@ mapping names where each figure group came from and says which figures are estim
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from seesaw.ir.errors import InputError
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+#: Terms fitted to measured kernel and collective tables (scripts/fit_gpu_catalog.py writes it), merged over
+#: the packaged catalog's entries of the same name.
+FITTED_PATH = Path(__file__).with_name("catalog_fitted.yaml")
 GB = 1e9  # bytes per decimal gigabyte: the unit of every *_gb field
 LinkKind = Literal["pcie", "nvlink", "gloo"]
 
@@ -30,15 +34,18 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
     "latency": ("gpu_link_latency_us", "collective_launch_us"),
     "host": ("host_memory_gb_per_gpu", "gpus_per_node"),
     "efficiency": ("matmul_efficiency", "memory_efficiency", "link_efficiency"),
-    "reserve": ("runtime_reserve_gb",),
+    "reserve": ("runtime_reserve_gb", "memory_fraction"),
 }
 # Optional fields (defaults = the ideal roofline: no fixed overheads, full compute/memory overlap, GEMMs
 # at full rate from one row). Measured by ``seesaw-calibrate``; an entry that sets any of them must name
 # a source for the "overheads" group.
 OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
                                     "attention_efficiency", "attention_memory_efficiency", "lm_head_efficiency",
-                                    "op_overhead_us", "elementwise_overhead_us", "attention_seq_overhead_us",
+                                    "op_overhead_us", "elementwise_overhead_us", "attention_overhead_us",
+                                    "attention_seq_overhead_us",
                                     "step_overhead_us")
+# Optional measured collective curves; an entry that sets them must name a source for "collectives".
+CURVE_FIELDS: tuple[str, ...] = ("allreduce_us", "allgather_us")
 
 
 class GPUSpec(BaseModel):
@@ -72,6 +79,9 @@ class GPUSpec(BaseModel):
     link_efficiency: float = Field(0.8, gt=0, le=1)
     collective_launch_us: float = Field(7.0, ge=0, description="fixed per-collective overhead")
     runtime_reserve_gb: float = Field(2.0, ge=0, description="CUDA context, allocator, comm buffers")
+    memory_fraction: float = Field(1.0, gt=0, le=1, description=(
+        "share of device memory a runtime budgets for weights, workspace and KV (vLLM's "
+        "gpu_memory_utilization); the rest absorbs allocator fragmentation and activation peaks"))
     matmul_half_rows: float = Field(0.0, ge=0, description=(
         "Hockney's n_1/2 for GEMMs: rows (tokens) at which a GEMM reaches half its full FLOP rate"))
     matmul_pack_ratio: float = Field(0.0, ge=0, description=(
@@ -93,12 +103,37 @@ class GPUSpec(BaseModel):
         "extra fixed time per elementwise op (embedding, RMSNorm, RoPE, SiLU-mul, residual add, sampling) on "
         "top of op_overhead_us: each is several small kernels, each dispatched against caches a forward pass "
         "keeps cold"))
+    attention_overhead_us: float = Field(0.0, ge=0, description=(
+        "extra fixed time per attention op on top of op_overhead_us (a fused attention kernel's launch, split "
+        "and combine passes: its floor sits above a GEMM's)"))
     attention_seq_overhead_us: float = Field(0.0, ge=0, description="fixed time per sequence per attention op")
     step_overhead_us: float = Field(0.0, ge=0, description="fixed time per micro-batch on every rank")
+    allreduce_us: dict[int, tuple[tuple[float, float], ...]] = Field(default_factory=dict, description=(
+        "measured all-reduce time inside a node: ranks -> ((bytes per rank, microseconds), ...) ascending in "
+        "bytes; used instead of the alpha-beta model for those rank counts (Cluster.allreduce_s)"))
+    allgather_us: dict[int, tuple[tuple[float, float], ...]] = Field(default_factory=dict, description=(
+        "measured all-gather time inside a node: ranks -> ((gathered bytes, microseconds), ...)"))
     source: dict[str, str] = Field(default_factory=dict, description="figure group -> where it came from")
 
     def __hash__(self) -> int:  # frozen and hashable despite the ``source`` dict (usable as a cache key)
         return hash((type(self), self.name, self.memory_gb, self.bf16_tflops, self.memory_gb_per_s))
+
+    def curve_s(self, field: str, ranks: int, nbytes: float) -> float | None:
+        """Seconds of a measured collective (``allreduce_us`` or ``allgather_us``) of ``nbytes`` over
+        ``ranks`` ranks, interpolated log-log between the measured sizes (below the smallest: its time; above
+        the largest: the last interval's time per byte); None when that rank count was not measured."""
+        points = getattr(self, field).get(ranks)
+        if not points:
+            return None
+        if nbytes <= points[0][0]:
+            return points[0][1] * 1e-6
+        for (b0, t0), (b1, t1) in zip(points, points[1:]):
+            if nbytes <= b1:
+                f = math.log(nbytes / b0) / math.log(b1 / b0)
+                return t0 * (t1 / t0) ** f * 1e-6
+        (b0, t0), (b1, t1) = points[-2:] if len(points) > 1 else (points[0], points[0])
+        slope = (t1 - t0) / (b1 - b0) if b1 > b0 else t1 / b1
+        return (t1 + slope * (nbytes - b1)) * 1e-6
 
     @property
     def peak_flops(self) -> float:
@@ -124,6 +159,12 @@ class GPUSpec(BaseModel):
     def achievable_memory_bytes_per_s(self) -> float:
         """Memory bytes/s the roofline should use: ``memory_bytes_per_s * memory_efficiency``."""
         return self.memory_bytes_per_s * self.memory_efficiency
+
+    @property
+    def budget_bytes(self) -> int:
+        """Device memory a runtime may fill with weights, workspace and KV cache:
+        ``memory_fraction * memory_bytes - runtime_reserve_bytes``."""
+        return int(self.memory_fraction * self.memory_bytes) - self.runtime_reserve_bytes
 
     @property
     def runtime_reserve_bytes(self) -> int:
@@ -156,7 +197,9 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
         raise InputError("catalog", f"malformed YAML: {e}", src) from None
     if not isinstance(raw, dict) or not raw:
         raise InputError("catalog", "must be a non-empty mapping of GPU name -> figures", src)
-    required = set(GPUSpec.model_fields) - {"name", "aliases", *OVERHEAD_FIELDS}
+    if path == CATALOG_PATH and FITTED_PATH.is_file():
+        raw = _merge_fitted(raw, yaml.safe_load(FITTED_PATH.read_text()) or {})
+    required = set(GPUSpec.model_fields) - {"name", "aliases", *OVERHEAD_FIELDS, *CURVE_FIELDS}
     specs: dict[str, GPUSpec] = {}
     keys: dict[str, str] = {}
     for name, entry in raw.items():
@@ -169,7 +212,8 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
             spec = GPUSpec(name=str(name), **entry)
         except ValidationError as e:
             raise validation_to_input_error(e, src, prefix=f"{name}.") from None
-        groups = [*SOURCE_GROUPS, *(["overheads"] if set(entry) & set(OVERHEAD_FIELDS) else [])]
+        groups = [*SOURCE_GROUPS, *(["overheads"] if set(entry) & set(OVERHEAD_FIELDS) else []),
+                  *(["collectives"] if set(entry) & set(CURVE_FIELDS) else [])]
         lacking = [g for g in groups if not spec.source.get(g, "").strip()]
         if lacking:
             raise InputError(f"{name}.source", f"no source for figure groups: {', '.join(lacking)}", src)
@@ -180,6 +224,18 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
             keys[norm] = spec.name
         specs[spec.name] = spec
     return specs
+
+
+def _merge_fitted(raw: dict, fitted: dict) -> dict:
+    """``raw``'s entries with ``fitted``'s fields replacing theirs and its sources added per figure group."""
+    out = dict(raw)
+    for name, terms in fitted.items():
+        if name not in out:
+            continue
+        entry = {**out[name], **{k: v for k, v in terms.items() if k != "source"}}
+        entry["source"] = {**out[name].get("source", {}), **terms.get("source", {})}
+        out[name] = entry
+    return out
 
 
 @functools.lru_cache(maxsize=8)

@@ -3,7 +3,9 @@
 :class:`Cluster` also carries the alpha-beta communication model of DESIGN.md section 4:
 
 - ring all-reduce of ``nbytes`` over ``n`` ranks: ``alpha(n) + 2 (n-1)/n * nbytes / (bw * link_efficiency)``
-  with ``alpha(n) = collective_launch + latency * (n-1)`` (0 when ``n == 1``);
+  with ``alpha(n) = collective_launch + latency * (n-1)`` (0 when ``n == 1``), or, inside a node, the GPU's
+  measured curve for ``n`` ranks when its catalog entry has one (``allreduce_us``, ``allgather_us``: the
+  achieved time falls with rank count on PCIe machines in a way one bandwidth cannot follow);
 - ring all-gather of ``nbytes_total`` (the gathered result): ``alpha(n) + (n-1)/n * nbytes_total / (bw*eff)``;
 - send/recv: ``collective_launch + latency + nbytes / (bw * eff)``;
 - host -> device copy: ``nbytes / (host_link * eff)``.
@@ -122,6 +124,10 @@ class Cluster(BaseModel):
         _check(nbytes, n)
         if n == 1:
             return 0.0
+        if not spans_nodes and n <= self.gpus_per_node:
+            measured = self.gpu.curve_s("allreduce_us", n, nbytes)
+            if measured is not None:
+                return measured
         bw, lat = self.link_for(n, spans_nodes)
         return self._alpha_s(n, lat) + 2 * (n - 1) / n * nbytes / (bw * self.gpu.link_efficiency)
 
@@ -133,6 +139,10 @@ class Cluster(BaseModel):
         _check(nbytes_total, n)
         if n == 1:
             return 0.0
+        if not spans_nodes and n <= self.gpus_per_node:
+            measured = self.gpu.curve_s("allgather_us", n, nbytes_total)
+            if measured is not None:
+                return measured
         bw, lat = self.link_for(n, spans_nodes)
         return self._alpha_s(n, lat) + (n - 1) / n * nbytes_total / (bw * self.gpu.link_efficiency)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +36,16 @@ class EngineSpec(BaseModel):
     large_gpu_exclude: tuple[str, ...] = ()
     large_max_num_seqs: int = Field(gt=0)
     large_max_num_batched_tokens: int = Field(gt=0)
+    chunked_prefill: bool = Field(True, description=(
+        "prompts are chunked into steps beside decoding requests under the token budget (vLLM V1, "
+        "TensorRT-LLM); without it a step either prefills whole prompts or decodes (vLLM V0's default)"))
+    memory_fraction_of: Literal["total", "free"] = Field("total", description=(
+        "what gpu_memory_utilization is a share of: the device's memory (vLLM) or the memory left free "
+        "after the weights and activations (TensorRT-LLM's kv_cache_free_gpu_mem_fraction)"))
+    kv_admission: Literal["preempt", "reserve"] = Field("preempt", description=(
+        "preempt: KV blocks are allocated as tokens are computed and a request that finds none preempts "
+        "another (vLLM); reserve: a request is admitted only when blocks for its prompt and all its output "
+        "are free, and nothing is preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)"))
     source: dict[str, str]
 
     def host_s(self, requests: int) -> float:

@@ -75,6 +75,7 @@ class KernelParams:
     matmul_pack_ratio: float = 0.0
     elementwise_overhead_us: float = 0.0
     lm_head_efficiency: float = 1.0
+    attention_overhead_us: float = 0.0
 
     def spec(self, name: str = "fit", step_overhead_us: float = 0.0) -> GPUSpec:
         """A GPUSpec whose achievable rates are exactly these (peaks = the rates, efficiencies 1), with the
@@ -86,25 +87,27 @@ class KernelParams:
                        op_overhead_us=self.op_overhead_us, elementwise_overhead_us=self.elementwise_overhead_us,
                        lm_head_efficiency=self.lm_head_efficiency,
                        attention_seq_overhead_us=self.attention_seq_overhead_us,
+                       attention_overhead_us=self.attention_overhead_us,
                        attention_efficiency=self.attention_efficiency,
                        attention_memory_efficiency=self.attention_memory_efficiency, step_overhead_us=step_overhead_us)
 
 
 KERNEL_PARAMS = ("flops_per_s", "bytes_per_s", "matmul_half_rows", "matmul_pack_ratio", "compute_memory_overlap",
                  "op_overhead_us", "elementwise_overhead_us", "attention_seq_overhead_us", "attention_efficiency",
-                 "attention_memory_efficiency", "lm_head_efficiency")
+                 "attention_memory_efficiency", "lm_head_efficiency", "attention_overhead_us")
 
 
 def op_time_s(sample: OpSample, gpu: GPUSpec) -> float:
     """Predicted seconds of a measured op on ``gpu``: ``kernel_time_s(flops, nbytes, gpu, rows, attention)``
     (rows only for GEMMs; attention ops at ``F_eff * attention_efficiency`` and ``B_eff *
     attention_memory_efficiency``) plus the fixed terms that
-    ``compute_op_s`` adds: ``op_overhead_us`` once per op, ``elementwise_overhead_us`` more per elementwise op
-    and ``attention_seq_overhead_us`` per sequence of an attention op (planner/cost/roofline.py)."""
+    ``compute_op_s`` adds: ``op_overhead_us`` once per op, ``elementwise_overhead_us`` more per elementwise op,
+    ``attention_overhead_us`` more per attention op and ``attention_seq_overhead_us`` per sequence of an
+    attention op (planner/cost/roofline.py)."""
     t = kernel_time_s(sample.flops, sample.nbytes, gpu, sample.rows if sample.kind in GEMM_SAMPLE_KINDS else None,
                       attention=sample.kind == "attention", lm_head=sample.kind == "lm_head")
     if sample.kind == "attention":
-        t += gpu.attention_seq_overhead_us * 1e-6 * sample.seqs
+        t += (gpu.attention_seq_overhead_us * sample.seqs + gpu.attention_overhead_us) * 1e-6
     if sample.kind == "elementwise":
         t += gpu.elementwise_overhead_us * 1e-6
     return t + gpu.op_overhead_us * 1e-6
@@ -162,7 +165,7 @@ def _robust(r: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = None,
                 forward: Sequence[ForwardSample] = (), forward_weight: float = 1.0,
-                step_overhead_us: float = 0.0) -> KernelFit:
+                step_overhead_us: float = 0.0, attention_floor: bool = False) -> KernelFit:
     """Least-squares fit of :class:`KernelParams` to op timings and, optionally, to timed forward passes of
     the runtime (log-ratio residuals, soft-L1 loss with scale 0.1, several starts). ``fixed`` holds
     parameters (by :data:`KERNEL_PARAMS` name) at given values.
@@ -180,8 +183,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     ``attention_seq_overhead_us`` only when attention was timed at two or more sequence counts (as ops, or
     inside forward passes; otherwise they stay 0), ``attention_efficiency`` only when there are attention
     samples with FLOPs and ``attention_memory_efficiency`` only when there are attention samples with bytes
-    (otherwise they stay 1). Raises InputError when there is no GEMM op sample or fewer samples than free
-    parameters + 1.
+    (otherwise they stay 1), ``attention_overhead_us`` only with ``attention_floor`` and attention samples
+    (otherwise 0). Raises InputError when there is no GEMM op sample or fewer samples than free parameters + 1.
     """
     samples = list(samples)
     forward = list(forward)
@@ -216,6 +219,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
         free.append("attention_seq_overhead_us")
     if any(s.flops > 0 for s in attention):
         free.append("attention_efficiency")
+    if attention_floor and attention:
+        free.append("attention_overhead_us")
     if any(s.nbytes > 0 for s in attention):
         free.append("attention_memory_efficiency")
     free = [p for p in KERNEL_PARAMS if p in free and p not in fixed]
@@ -233,16 +238,19 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
     b0 = max(s.nbytes / s.seconds for s in (gemms if any(s.nbytes for s in gemms) else samples))
     t_min_us = float(measured.min()) * 1e6
     t_ew_us = max((s.seconds for s in samples if s.kind == "elementwise"), default=0.0) * 1e6
+    t_min_attn_us = min((s.seconds for s in samples if s.kind == "attention"), default=0.0) * 1e6
     scale = {"flops_per_s": f0, "bytes_per_s": b0}  # x = value / scale for the two rates
     lower = {"flops_per_s": 1e-3, "bytes_per_s": 1e-3, "matmul_half_rows": 0.0, "matmul_pack_ratio": 0.0,
              "compute_memory_overlap": 0.0, "op_overhead_us": 0.0, "elementwise_overhead_us": 0.0,
              "attention_seq_overhead_us": 0.0,
-             "attention_efficiency": 1e-4, "attention_memory_efficiency": 1e-3, "lm_head_efficiency": 1e-3}
+             "attention_efficiency": 1e-4, "attention_memory_efficiency": 1e-3, "lm_head_efficiency": 1e-3,
+             "attention_overhead_us": 0.0}
     upper = {"flops_per_s": 1e3, "bytes_per_s": 1e3, "matmul_half_rows": 1e5, "matmul_pack_ratio": 10.0,
              "compute_memory_overlap": 1.0,
              "op_overhead_us": max(t_min_us, 1e-3), "elementwise_overhead_us": max(t_ew_us, 1e-3),
              "attention_seq_overhead_us": np.inf,
-             "attention_efficiency": 1.0, "attention_memory_efficiency": 1.0, "lm_head_efficiency": 1.0}
+             "attention_efficiency": 1.0, "attention_memory_efficiency": 1.0, "lm_head_efficiency": 1.0,
+             "attention_overhead_us": max(t_min_attn_us, 1e-3)}
 
     defaults = {"flops_per_s": f0, "bytes_per_s": b0}
 
@@ -272,7 +280,8 @@ def fit_kernels(samples: Sequence[OpSample], fixed: dict[str, float] | None = No
                      "compute_memory_overlap": overlap, "op_overhead_us": 0.3 * t_min_us,
                      "elementwise_overhead_us": 0.1 * t_ew_us,
                      "attention_seq_overhead_us": 0.1 * t_min_us, "attention_efficiency": 0.5,
-                     "attention_memory_efficiency": 0.5, "lm_head_efficiency": 0.8}
+                     "attention_memory_efficiency": 0.5, "lm_head_efficiency": 0.8,
+                     "attention_overhead_us": 0.3 * t_min_attn_us}
             x0 = np.array([start[p] for p in free])
             sol = least_squares(residuals, x0, bounds=([lower[p] for p in free], [upper[p] for p in free]),
                                 x_scale="jac", method="trf", loss="linear", xtol=1e-12, ftol=1e-12, gtol=1e-12,

@@ -121,4 +121,5 @@ def min_memory_shortfall(cost: CostModel) -> str:
         return f"no valid layout of {cost.cfg.name} on {cost.cluster.num_gpus}x{gpu.name}"
     return (f"{cost.cfg.name} does not fit on {cost.cluster.num_gpus}x{gpu.name}: the smallest layout needs "
             f"{best / 1e9:.1f} GB per GPU but {cap / 1e9:.1f} GB are usable "
-            f"({gpu.memory_gb:g} GB less {gpu.runtime_reserve_gb:g} GB reserve): short by {(best - cap) / 1e9:.1f} GB")
+            f"({gpu.memory_fraction:g} of {gpu.memory_gb:g} GB less {gpu.runtime_reserve_gb:g} GB reserve): "
+            f"short by {(best - cap) / 1e9:.1f} GB")

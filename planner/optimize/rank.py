@@ -82,7 +82,7 @@ def _engine_run(cost: CostModel, static: StaticPlan, engine: EngineSpec, knobs: 
     would not hold the longest request, as vLLM refuses ``max_model_len`` beyond it) or the run passes
     ``stop_after_s``."""
     counts = counts_of(static.phase.stage_layers)
-    blocks = engine_kv_blocks(cost, static.phase.layout, counts, knobs)
+    blocks = engine_kv_blocks(cost, static.phase.layout, counts, knobs, engine.memory_fraction_of)
     if blocks * knobs.block_size < cost.workload.max_seq_len:
         return None
     run = simulate_engine(cost, EnginePlan(static.phase.layout, counts, knobs, blocks), engine, stop_after_s)
@@ -95,7 +95,7 @@ def tune_static(cost: CostModel, static: StaticPlan, engine: EngineSpec, search:
     ``search``, the coordinate search of the module docstring (each try stops once it is slower than the
     best so far); None when even the defaults cannot start or pass ``stop_after_s``."""
     if start is None:
-        knobs = EngineKnobs.defaults(engine, cost.cluster.gpu)
+        knobs = EngineKnobs.defaults(engine, cost.cluster.gpu, cost.workload.max_seq_len)
         first = _engine_run(cost, static, engine, knobs, stop_after_s)
         if first is None:
             return None
@@ -110,7 +110,8 @@ def tune_static(cost: CostModel, static: StaticPlan, engine: EngineSpec, search:
                     cur = best[0]
                     value = int(getattr(cur, field) * factor)
                     nxt = replace(cur, **{field: value})
-                    if not lo <= value <= hi or nxt.max_num_batched_tokens < nxt.max_num_seqs:
+                    if (not lo <= value <= hi or nxt.max_num_batched_tokens < nxt.max_num_seqs
+                            or (not nxt.enable_chunked_prefill and nxt.max_num_batched_tokens < cost.workload.max_seq_len)):
                         break
                     tried += 1
                     got = _engine_run(cost, static, engine, nxt, best[2].wall_s)

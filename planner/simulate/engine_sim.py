@@ -45,12 +45,16 @@ class EngineKnobs:
     max_num_batched_tokens: int = 8192
     gpu_memory_utilization: float = 0.9
     block_size: int = 16
+    enable_chunked_prefill: bool = True
 
     @classmethod
-    def defaults(cls, engine: EngineSpec, gpu) -> EngineKnobs:
-        """What ``engine`` picks on ``gpu`` when the user sets nothing."""
+    def defaults(cls, engine: EngineSpec, gpu, max_model_len: int = 0) -> EngineKnobs:
+        """What ``engine`` picks on ``gpu`` when the user sets nothing (without chunked prefill a step must
+        hold the longest prompt: the budget is at least ``max_model_len``, as vLLM V0 requires)."""
         seqs, tokens = engine.default_knobs(gpu)
-        return cls(seqs, tokens, engine.gpu_memory_utilization, engine.block_size)
+        if not engine.chunked_prefill:
+            tokens = max(tokens, max_model_len)
+        return cls(seqs, tokens, engine.gpu_memory_utilization, engine.block_size, engine.chunked_prefill)
 
 
 @dataclass(frozen=True)
@@ -63,23 +67,29 @@ class EnginePlan:
     kv_blocks: int
 
 
-def engine_kv_blocks(cost: CostModel, layout: Layout, counts: tuple[int, ...], knobs: EngineKnobs) -> int:
+def engine_kv_blocks(cost: CostModel, layout: Layout, counts: tuple[int, ...], knobs: EngineKnobs,
+                     fraction_of: str = "total") -> int:
     """KV blocks one replica gets (every stage holds the same block count; the fullest stage decides).
 
     Per GPU of stage ``s``: ``gpu_memory_utilization * device memory`` less its weights, the activation
     peak of a step of ``max_num_batched_tokens`` tokens (and the last stage's fp32 logits of
     ``max_num_seqs`` sequences) and the non-torch reserve (CUDA context, NCCL buffers), divided by a block's
-    KV bytes on that stage (vLLM's profile run: ``gpu_worker.determine_available_memory``). Negative when
-    the weights alone do not fit.
+    KV bytes on that stage (vLLM's profile run: ``gpu_worker.determine_available_memory``). With
+    ``fraction_of="free"`` the fraction applies to the memory left after the reserve, the weights and the
+    activations instead (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``). Negative when the weights alone
+    do not fit.
     """
     mem = cost.memory_terms(layout.tp)
     gpu = cost.cluster.gpu
-    budget = knobs.gpu_memory_utilization * gpu.memory_bytes - gpu.runtime_reserve_bytes
     weights = cost.stage_weight_bytes(layout, counts)
     acts = knobs.max_num_batched_tokens * mem.act_bytes_per_token
     blocks = None
     for s, n in enumerate(counts):
-        free = budget - weights[s] - acts - (knobs.max_num_seqs * mem.logits_bytes_per_seq if s == len(counts) - 1 else 0)
+        used = weights[s] + acts + (knobs.max_num_seqs * mem.logits_bytes_per_seq if s == len(counts) - 1 else 0)
+        if fraction_of == "free":
+            free = knobs.gpu_memory_utilization * (gpu.memory_bytes - gpu.runtime_reserve_bytes - used)
+        else:
+            free = knobs.gpu_memory_utilization * gpu.memory_bytes - gpu.runtime_reserve_bytes - used
         per_block = knobs.block_size * n * mem.kv_bytes_per_token_layer
         b = int(free // per_block)
         blocks = b if blocks is None else min(blocks, b)
@@ -113,8 +123,9 @@ class _Cohorts:
     needs a new block at that action when the position is a multiple of the block size.
     """
 
-    def __init__(self, n: int, block: int) -> None:
+    def __init__(self, n: int, block: int, reserve: bool = False) -> None:
         self.block = block
+        self.reserve = reserve  # blocks were reserved at admission: decode never allocates
         self.issued = [0] * n
         self.members = [0] * n
         self.base = [0] * n  # sum of (target + 1 - start): context sum at action a = base + members * a
@@ -126,18 +137,22 @@ class _Cohorts:
         r.key = (r.start - r.target) % self.block
         self.members[g] += 1
         self.base[g] += r.target + 1 - r.start
-        self.need[g][r.key] += 1
+        if not self.reserve:
+            self.need[g][r.key] += 1
         heapq.heappush(self.finish[g], (r.start + r.out_total - r.out_done - 1, r.stamp, r.alive, r))
 
     def leave(self, r: _Req) -> None:
         g = r.cohort
         self.members[g] -= 1
         self.base[g] -= r.target + 1 - r.start
-        self.need[g][r.key] -= 1
+        if not self.reserve:
+            self.need[g][r.key] -= 1
         r.cohort = -1
 
     def blocks_held(self, r: _Req, next_action: int) -> int:
         """Blocks a member holds before its cohort's action ``next_action`` runs."""
+        if self.reserve:
+            return r.blocks
         return -(-(r.target + next_action - r.start) // self.block)
 
     def done_at(self, g: int, action: int) -> list[_Req]:
@@ -161,7 +176,8 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
     pp = plan.layout.pp
     st = StepTimes(cost, plan.layout, plan.counts)
     pipe = Pipeline(pp)
-    co = _Cohorts(pp, block)
+    reserve = engine.kv_admission == "reserve"
+    co = _Cohorts(pp, block, reserve)
     free = plan.kv_blocks
     waiting: deque[_Req] = deque()
     run = SimRun(requests=len(prompt_lens))
@@ -210,10 +226,40 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
             k -= 1
         return False
 
+    def admit(budget: int, whole: bool) -> tuple[list[tuple[_Req, int]], int]:
+        """Waiting requests admitted in arrival order while the budget, ``max_num_seqs`` and KV allow;
+        with ``whole`` only whole prompts (no chunking), else the last one's prompt is cut to the budget."""
+        nonlocal free, running, stamp
+        chunks: list[tuple[_Req, int]] = []
+        while waiting and budget > 0 and running < knobs.max_num_seqs:
+            r = waiting[0]
+            if whole and r.target > budget and chunks:
+                break
+            c = r.target if whole else min(r.target, budget)
+            extra = blocks_for(r.target + r.out_total - r.out_done - 1 if reserve else c)
+            if extra > free:
+                break
+            waiting.popleft()
+            free -= extra
+            r.blocks = extra
+            stamp += 1
+            r.stamp, r.state = stamp, "prefilling"
+            running += 1
+            prefilling.append(r)
+            order.append(r)
+            chunks.append((r, c))
+            budget -= c
+        return chunks, budget
+
     def schedule(g: int) -> bool:
         """Form cohort ``g``'s next batch and put it in flight; False when there is nothing to run."""
-        nonlocal free, running, stamp
+        nonlocal free
         a = co.issued[g]
+        if not knobs.enable_chunked_prefill:  # prefill first: a step of whole prompts while any is admitted
+            chunks, _ = admit(knobs.max_num_batched_tokens, whole=True)
+            if chunks:
+                launch(g, a, 0, 0, chunks, decodes=False)
+                return True
         preempted = False
         while free < co.need[g][a % block] and preempt_one(g):
             preempted = True
@@ -225,39 +271,31 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
         ctx = co.base[g] + n_dec * a
         budget = knobs.max_num_batched_tokens - n_dec
         chunks: list[tuple[_Req, int]] = []
-        for r in prefilling:
+        for r in prefilling if knobs.enable_chunked_prefill else ():
             if budget <= 0:
                 break
             if r.inflight:
                 continue
             c = min(r.target - r.computed, budget)
-            extra = blocks_for(r.computed + c) - r.blocks
+            extra = 0 if reserve else blocks_for(r.computed + c) - r.blocks
             if extra > free:
                 break
             free -= extra
             r.blocks += extra
             chunks.append((r, c))
             budget -= c
-        if not preempted:
-            while waiting and budget > 0 and running < knobs.max_num_seqs:
-                r = waiting[0]
-                c = min(r.target, budget)
-                extra = blocks_for(c)
-                if extra > free:
-                    break
-                waiting.popleft()
-                free -= extra
-                r.blocks = extra
-                stamp += 1
-                r.stamp, r.state = stamp, "prefilling"
-                running += 1
-                prefilling.append(r)
-                order.append(r)
-                chunks.append((r, c))
-                budget -= c
+        if not preempted and knobs.enable_chunked_prefill:
+            chunks += admit(budget, whole=False)[0]
         if not n_dec and not chunks:
             free += need
             return False
+        launch(g, a, n_dec, ctx, chunks, decodes=True)
+        return True
+
+    def launch(g: int, a: int, n_dec: int, ctx: int, chunks: list[tuple[_Req, int]], decodes: bool) -> None:
+        """Put the batch in flight: ``n_dec`` decoding requests of cohort ``g`` (its action ``a``) whose
+        contexts sum to ``ctx``, and prefill ``chunks``; a prefill-only step (``decodes`` False) leaves the
+        cohort's decode actions where they are."""
         pairs = kv = 0.0
         for r, c in chunks:
             r.inflight = True
@@ -272,12 +310,12 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
         rows = n_dec + len(chunks)
         times = st.stage_times(n_dec + n_chunk_tokens, rows, parts)
         times[0] += engine.host_s(rows)
-        co.issued[g] += 1
+        if decodes:
+            co.issued[g] += 1
         run.decode_steps += 1 if n_dec else 0
         run.prefill_batches += 1 if chunks else 0
-        inflight.append((pipe.run(now, times), g, a, chunks))
+        inflight.append((pipe.run(now, times), g, a if decodes else -1, chunks))
         busy[g] = True
-        return True
 
     while True:
         for g in range(pp):
@@ -294,7 +332,7 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
             run.stopped = True
             run.wall_s = run.decode_s = now
             return run
-        for r in co.done_at(g, a):
+        for r in co.done_at(g, a) if a >= 0 else ():
             free += co.blocks_held(r, a + 1)
             co.leave(r)
             r.state = "finished"

@@ -151,7 +151,7 @@ class StepTimes:
                                       gpu, attention=True)
                 op_s += gpu.attention_seq_overhead_us * 1e-6 * p.seqs
             if op_s:
-                total += op_s + gpu.op_overhead_us * 1e-6
+                total += op_s + (gpu.op_overhead_us + gpu.attention_overhead_us) * 1e-6
         return total
 
     def stage_times(self, tokens: float, rows: float, parts: Sequence[AttentionLoad],

@@ -22,7 +22,10 @@ def tiny_model(**over) -> ModelConfig:
 def tiny_cluster(memory_gb: float = 0.06, host_memory_gb: float = 2.0, link: str = "pcie",
                  num_gpus: int = 4, gpus_per_node: int = 4, link_gb_per_s: float = 16.0):
     base = get_gpu("A10" if link == "pcie" else "A100-SXM-80GB")
-    gpu = base.model_copy(update={"memory_gb": memory_gb, "runtime_reserve_gb": 0.0})
+    # all of the given memory is budgeted and the link figure is the model (no measured curves), so the
+    # instances stay as tight and as link-bound as their arguments say
+    gpu = base.model_copy(update={"memory_gb": memory_gb, "runtime_reserve_gb": 0.0, "memory_fraction": 1.0,
+                                  "allreduce_us": {}, "allgather_us": {}})
     return build_cluster(gpu, num_gpus, "test", "test", gpus_per_node=gpus_per_node,
                          host_memory_gb=host_memory_gb, gpu_link_gb_per_s=link_gb_per_s)
 

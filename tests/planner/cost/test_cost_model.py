@@ -6,14 +6,19 @@ import pytest
 from seesaw.ir import load_model_config
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import NS, CostModel, decode_part, prefill_part
-from seesaw.planner.hardware import load_cluster
+from seesaw.planner.hardware import build_cluster, load_cluster
 from seesaw.planner.optimize.terms import decode_terms, host_buffer_max_tokens, prefill_terms
 from seesaw.planner.workload import load_workload
 
 
 @pytest.fixture(scope="module")
 def cost():
-    return CostModel(load_model_config("llama-2-70b"), load_cluster("8xA100-SXM-80GB"), load_workload("sharegpt"))
+    """The A100's catalog figures as a plain roofline: the fitted fixed costs, partial overlap and measured
+    collective curves removed, so that hand calculations of DESIGN.md section 4 apply exactly."""
+    gpu = load_cluster("8xA100-SXM-80GB").gpu.model_copy(update={
+        "op_overhead_us": 0.0, "elementwise_overhead_us": 0.0, "attention_overhead_us": 0.0,
+        "attention_seq_overhead_us": 0.0, "compute_memory_overlap": 1.0, "allreduce_us": {}, "allgather_us": {}})
+    return CostModel(load_model_config("llama-2-70b"), build_cluster(gpu, 8, "test", "test"), load_workload("sharegpt"))
 
 
 def test_decode_layer_is_memory_bound(cost):

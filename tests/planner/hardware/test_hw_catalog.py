@@ -24,7 +24,7 @@ DESIGN_5 = {
 
 def test_every_entry_loads_with_a_source_per_figure_group():
     catalog = load_catalog()
-    assert set(catalog) == set(DESIGN_5) | {"cpu"}
+    assert set(catalog) == set(DESIGN_5) | {"cpu", "L40S"}
     for name, spec in catalog.items():
         assert spec.name == name
         for group in SOURCE_GROUPS:
@@ -33,15 +33,21 @@ def test_every_entry_loads_with_a_source_per_figure_group():
 
 @pytest.mark.parametrize("name", sorted(DESIGN_5))
 def test_gpu_figures_match_design_section_5(name):
+    """Datasheet peaks as DESIGN.md section 5 has them; device memory as the device reports it (between the
+    nominal decimal GB less 2 % and the nominal GiB: an "80GB" card reports about 80 GiB less the driver's
+    share); efficiencies fitted to measured kernels or borrowed, each with its source."""
     tflops, bw, mem, link, link_bw = DESIGN_5[name]
     spec = get_gpu(name)
-    assert (spec.bf16_tflops, spec.memory_gb_per_s, spec.memory_gb, spec.link) == (tflops, bw, mem, link)
+    assert (spec.bf16_tflops, spec.memory_gb_per_s, spec.link) == (tflops, bw, link)
+    assert 0.98 * mem <= spec.memory_gb <= mem * 2**30 / 1e9
     if link_bw is not None:
         assert spec.gpu_link_gb_per_s == link_bw
     assert spec.dtype_bytes == 2
-    assert (spec.matmul_efficiency, spec.memory_efficiency, spec.link_efficiency) == (0.7, 0.8, 0.8)
-    assert spec.source["efficiency"] == "planning assumption until calibrated (issue 4)"
-    assert 1.0 <= spec.runtime_reserve_gb <= 3.5  # DESIGN.md section 4's range
+    assert 0.5 < spec.matmul_efficiency <= 1 and 0.5 < spec.memory_efficiency <= 1
+    assert "AIConfigurator" in spec.source["efficiency"]
+    if spec.link == "nvlink":
+        assert spec.allreduce_us[8] and "measured" in spec.source["collectives"]
+    assert spec.runtime_reserve_gb == 0.94 and spec.memory_fraction == 0.9
     assert spec.gpus_per_node == 8
 
 
@@ -77,10 +83,11 @@ def test_cpu_entry_is_the_calibrated_fp32_profile():
 def test_derived_figures():
     h100 = get_gpu("H100-SXM")
     assert h100.peak_flops == pytest.approx(989e12)
-    assert h100.achievable_flops == pytest.approx(0.7 * 989e12)
-    assert h100.memory_bytes == 80_000_000_000
+    assert h100.achievable_flops == pytest.approx(h100.matmul_efficiency * 989e12)
+    assert h100.budget_bytes == int(0.9 * h100.memory_bytes) - h100.runtime_reserve_bytes
+    assert h100.memory_bytes == 85_050_000_000  # the CUDA-visible 85,045,477,376 bytes, to 4 digits
     assert h100.memory_bytes_per_s == pytest.approx(3350e9)
-    assert h100.achievable_memory_bytes_per_s == pytest.approx(0.8 * 3350e9)
+    assert h100.achievable_memory_bytes_per_s == pytest.approx(h100.memory_efficiency * 3350e9)
     assert h100.runtime_reserve_bytes == int(h100.runtime_reserve_gb * 1e9)
 
 
@@ -114,6 +121,18 @@ def _write_catalog(tmp_path, mutate):
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def test_fitted_terms_merge_over_the_catalog_and_curves_need_a_source(tmp_path):
+    """catalog_fitted.yaml's fields replace catalog.yaml's and add their sources; a catalog file of its own
+    that sets measured curves must say where they come from."""
+    h100 = get_gpu("H100-SXM")
+    assert h100.allreduce_us[8] and h100.op_overhead_us > 0 and "fitted" in h100.source["efficiency"]
+    raw = {"X": {**yaml.safe_load(CATALOG_PATH.read_text())["A10"], "allreduce_us": {2: [[1024, 10.0]]}}}
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="collectives"):
+        load_catalog(path)
 
 
 @pytest.mark.parametrize("mutate,field,problem", [

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from seesaw.ir.errors import InputError
-from seesaw.planner.hardware import CATALOG_PATH, Cluster, get_gpu, load_cluster
+from seesaw.planner.hardware import CATALOG_PATH, Cluster, build_cluster, get_gpu, load_cluster
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "clusters"
 MiB = 2**20
@@ -117,7 +117,7 @@ def test_gpu_may_name_a_profile_file_relative_to_the_cluster_file(tmp_path):
 
 @pytest.mark.parametrize("gpu, problem", [
     ("missing.yaml", "profile file"),
-    (None, "holds 9 entries"),
+    (None, "holds 10 entries"),
 ])
 def test_bad_profile_file(tmp_path, gpu, problem):
     path = _write(tmp_path, "c.yaml", f"gpu: {gpu or CATALOG_PATH}\nnum_gpus: 2\n")
@@ -184,24 +184,53 @@ def test_missing_file_and_directory(tmp_path):
 
 # --- communication model -----------------------------------------------------------------------------
 
+def _alpha_beta(spec: str) -> Cluster:
+    """The cluster with its GPU's measured collective curves removed (the alpha-beta model alone)."""
+    c = load_cluster(spec)
+    gpu = c.gpu.model_copy(update={"allreduce_us": {}, "allgather_us": {}})
+    return build_cluster(gpu, c.num_gpus, "test", "test")
+
+
 def test_allreduce_reproduces_design_8xH100_at_zero_bytes():
-    c = load_cluster("8xH100")
+    c = _alpha_beta("8xH100")
     assert c.allreduce_s(0, 8) == pytest.approx(14e-6)
     assert c.allreduce_s(0, 2) == pytest.approx(8e-6)
     assert c.allreduce_s(10 * MiB, 1) == 0.0
 
 
 def test_allreduce_ring_formula_and_growth():
-    c = load_cluster("8xH100")
+    c = _alpha_beta("8xH100")
     bw = 450e9 * 0.8
     assert c.allreduce_s(16 * MiB, 8) == pytest.approx(14e-6 + 2 * 7 / 8 * 16 * MiB / bw)
     times = [c.allreduce_s(b, 8) for b in (0, 1024, MiB, 16 * MiB, 256 * MiB)]
     assert times == sorted(times) and len(set(times)) == len(times)
 
 
+def test_measured_curves_replace_alpha_beta_inside_a_node():
+    """Inside a node the GPU's measured all-reduce curve gives the time: exactly at a measured size,
+    log-log between sizes, the last interval's time per byte beyond; across nodes the alpha-beta model."""
+    c = load_cluster("16xH100")
+    points = c.gpu.allreduce_us[8]
+    (b0, t0), (b1, t1) = points[3], points[4]
+    assert c.allreduce_s(b0, 8) == pytest.approx(t0 * 1e-6)
+    mid = c.allreduce_s((b0 * b1) ** 0.5, 8)
+    assert mid == pytest.approx((t0 * t1) ** 0.5 * 1e-6)
+    (bl0, tl0), (bl1, tl1) = points[-2:]
+    assert c.allreduce_s(2 * bl1, 8) == pytest.approx((tl1 + (tl1 - tl0) / (bl1 - bl0) * bl1) * 1e-6)
+    assert c.allreduce_s(b0, 8, spans_nodes=True) == pytest.approx(_alpha_beta("16xH100").allreduce_s(b0, 8, True))
+    assert c.allreduce_s(MiB, 3) == pytest.approx(_alpha_beta("16xH100").allreduce_s(MiB, 3))  # 3 not measured
+
+
+def test_pcie_allreduce_slows_with_rank_count():
+    """The L40S's measured all-reduce (PCIe, two NUMA halves): 64 MiB takes far longer at 8 GPUs than at 2,
+    which one bandwidth times one efficiency cannot express (DESIGN.md section 4)."""
+    c = load_cluster("8xL40S")
+    assert c.allreduce_s(64 * MiB, 8) > 10 * c.allreduce_s(64 * MiB, 2)
+
+
 @given(a=st.integers(0, 2**34), b=st.integers(0, 2**34), n=st.integers(2, 64))
 def test_allreduce_monotone_in_bytes(a, b, n):
-    c = load_cluster("64xA100-80GB")
+    c = _alpha_beta("64xA100-80GB")
     lo, hi = sorted((a, b))
     assert c.allreduce_s(lo, n) <= c.allreduce_s(hi, n)
     assert c.allreduce_s(hi, n) >= c.allgather_s(hi, n)  # all-gather moves half the ring traffic
@@ -219,7 +248,7 @@ def test_node_link_used_when_spanning_nodes():
 
 
 def test_send_recv_allgather_host_to_device():
-    c = load_cluster("8xA10")
+    c = _alpha_beta("8xA10")
     bw = c.gpu_link_gb_per_s * 1e9 * 0.8
     assert c.send_recv_s(0) == pytest.approx(7e-6 + 5e-6)
     assert c.send_recv_s(MiB) == pytest.approx(12e-6 + MiB / bw)

@@ -96,3 +96,31 @@ def test_data_parallel_replicas_split_the_requests():
     plan = EnginePlan(Layout.parse("dp2"), (32,), knobs, 10_000)
     run = simulate_engine(cost, plan, NO_HOST)
     assert run.output_tokens == 200 and len(run.per_replica) == 2
+
+
+def test_reserve_admission_never_preempts_and_holds_whole_budgets():
+    """TensorRT-LLM's GUARANTEED_NO_EVICT: a request starts only when blocks for its prompt and all its
+    output are free, so a cache that vLLM's policy overfills (and preempts in) admits fewer at once."""
+    reserve = NO_HOST.model_copy(update={"kv_admission": "reserve"})
+    short = _run(EngineKnobs(max_num_seqs=64), 300, [200] * 40, [300] * 40, engine=reserve)
+    preempting = _run(EngineKnobs(max_num_seqs=64), 300, [200] * 40, [300] * 40)
+    assert short.preemptions == 0 and preempting.preemptions > 0
+    assert short.output_tokens == 40 * 300
+    # 300 blocks of 16 tokens hold 9 budgets of 500 tokens (32 blocks each) at once: waves of 9
+    assert short.prefill_batches == -(-40 // 9)
+
+
+def test_without_chunked_prefill_steps_prefill_whole_prompts_or_decode():
+    """vLLM V0's default: a step either prefills whole prompts (as many as the budget holds) or decodes."""
+    knobs = EngineKnobs(max_num_seqs=16, max_num_batched_tokens=512, enable_chunked_prefill=False)
+    run = _run(knobs, 10_000, [100] * 10, [20] * 10)
+    # 5 prompts of 100 fit 512 tokens: two prefill steps, then 19 decode steps for everyone
+    assert run.prefill_batches == 2 and run.decode_steps == 19
+
+
+def test_kv_fraction_of_free_memory_leaves_more_for_a_tight_model():
+    """TensorRT-LLM's fraction applies to the memory left after the weights: with 70B on two H100s the 0.9
+    of the whole device would leave almost nothing, 0.9 of what is free leaves room."""
+    cost = CostModel(load_model_config("llama-3-70b"), load_cluster("2xH100-SXM"), Workload("w", (8,), (8,)))
+    lay, knobs = Layout.parse("tp2"), EngineKnobs()
+    assert engine_kv_blocks(cost, lay, (80,), knobs, "free") > 2 * engine_kv_blocks(cost, lay, (80,), knobs, "total")
