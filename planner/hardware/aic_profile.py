@@ -126,6 +126,7 @@ def _allgather_curves(system: str) -> tuple[dict[int, list[tuple[float, float]]]
 BORROWED_KERNELS = {
     "A100-SXM-40GB": ("a100_sxm", "same GPU (GA100) as the measured A100-SXM4-80GB, less HBM"),
     "A100-PCIe-80GB": ("a100_sxm", "same GPU (GA100) as the measured A100-SXM4-80GB, PCIe card"),
+    "A100-PCIe-40GB": ("a100_sxm", "same GPU (GA100) as the measured A100-SXM4-80GB, PCIe card"),
     "H100-PCIe": ("h100_sxm", "same GPU (GH100) as the measured H100 SXM, PCIe card (lower clocks and bandwidth "
                               "are in its datasheet peaks)"),
     "L4": ("l40s", "same architecture (Ada, sm_89) as the measured L40S"),

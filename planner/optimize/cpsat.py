@@ -209,13 +209,19 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     return status, (objective_ns, pre, dec, pc, dc)
 
 
+#: At most this long on one subproblem (a layout pair or layout), so that one hard pair cannot use up the
+#: whole time limit; a subproblem stopped by it keeps its best point and makes the status FEASIBLE.
+SUBPROBLEM_LIMIT_S = 5.0
+
+
 def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: int | None = None,
                           keep: int = 1) -> SearchResult:
     """Solve ``(lower_bound, key, data)`` subproblems in bound order; ``solve(data, time_left,
     incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Keeps the ``keep``
     best subproblem optima; stops once a bound reaches the worst of them (when ``keep`` are known), or
-    ``upper_bound`` before that (nothing left can beat it). OPTIMAL when every subproblem solved was proven
-    optimal or infeasible within the time limit (INFEASIBLE when none beats ``upper_bound``)."""
+    ``upper_bound`` before that (nothing left can beat it). Each subproblem gets at most
+    :data:`SUBPROBLEM_LIMIT_S` of the time left. OPTIMAL when every subproblem solved was proven optimal or
+    infeasible within its limit (INFEASIBLE when none beats ``upper_bound``)."""
     start = time.perf_counter()
     top: list = []
     proven = True
@@ -227,7 +233,7 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: 
         if left <= 0:
             proven = False
             break
-        status, sol = solve(data, left, bound)
+        status, sol = solve(data, min(left, SUBPROBLEM_LIMIT_S), bound)
         if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
             proven = False
         if sol is not None:

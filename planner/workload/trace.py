@@ -18,8 +18,11 @@ from seesaw.ir.errors import InputError
 
 SPEC_SOURCE = "--workload"
 SHIPPED_TRACE = "sharegpt.csv"
+#: Shipped length traces by spec name (``data/<name>.csv``; see ``data/README.md``).
+SHIPPED_TRACES = ("sharegpt", "sharegpt-seesaw", "arxiv-seesaw")
 RANDOM_DEFAULT_N = 1000
-_SPEC_HELP = "expected 'sharegpt', 'sharegpt:N', 'random:IN:OUT[:N]', or a path to a .jsonl or .csv file"
+_SPEC_HELP = ("expected 'sharegpt', 'sharegpt:N' (or sharegpt-seesaw, arxiv-seesaw), 'random:IN:OUT[:N]', or a "
+              "path to a .jsonl or .csv file")
 _FIELDS = ("prompt_len", "output_len")
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 
@@ -138,15 +141,17 @@ class Workload:
                 for r in range(dp)]
 
 
-def shipped_trace_path() -> Path:
-    """Path of the shipped ShareGPT length trace (``data/sharegpt.csv``; see ``data/README.md``)."""
-    return Path(str(resources.files(__package__).joinpath("data", SHIPPED_TRACE)))
+def shipped_trace_path(name: str = "sharegpt") -> Path:
+    """Path of a shipped length trace (``data/<name>.csv``; see ``data/README.md``)."""
+    return Path(str(resources.files(__package__).joinpath("data", f"{name}.csv")))
 
 
 def load_workload(spec: str) -> Workload:
     """Build a workload from a ``--workload`` spec.
 
-    - ``sharegpt``: the shipped ShareGPT trace (all rows); ``sharegpt:N``: its first ``N`` rows.
+    - ``sharegpt``: the shipped ShareGPT trace (all rows); ``sharegpt:N``: its first ``N`` rows; likewise
+      ``sharegpt-seesaw`` (ShareGPT under the Seesaw paper's filters) and ``arxiv-seesaw`` (an estimate of
+      the paper's arXiv-summarization sample), see ``data/README.md``.
     - ``random:IN:OUT[:N]``: ``N`` (default 1000) requests of exactly ``IN`` prompt and ``OUT`` output
       tokens, like vLLM's random dataset with range ratio 0.
     - a path ending in ``.jsonl`` (one ``{"prompt_len": int, "output_len": int}`` object per line, blank
@@ -161,8 +166,8 @@ def load_workload(spec: str) -> Workload:
         raise InputError("workload", f"empty spec; {_SPEC_HELP}", SPEC_SOURCE)
     head, _, rest = text.partition(":")
     kind = head.lower()
-    if kind == "sharegpt" and not _looks_like_file(text):
-        return _load_sharegpt(text, rest)
+    if kind in SHIPPED_TRACES and not _looks_like_file(text):
+        return _load_shipped(kind, text, rest)
     if kind == "random" and not _looks_like_file(text):
         return _load_random(text, rest)
     path = Path(text).expanduser()
@@ -191,15 +196,16 @@ def _spec_int(text: str, field: str, value: str) -> int:
     return int(cell)
 
 
-def _load_sharegpt(text: str, rest: str) -> Workload:
-    prompts, outputs = _shipped()
+def _load_shipped(name: str, text: str, rest: str) -> Workload:
+    prompts, outputs = _shipped(name)
     if not rest and ":" not in text:
-        return _build("sharegpt", prompts, outputs, SPEC_SOURCE)
+        return _build(name, prompts, outputs, SPEC_SOURCE)
     n = _spec_int(text, "N", rest)
     if n > len(prompts):
-        raise InputError("N", f"{n} requested but the shipped ShareGPT trace has {len(prompts)} rows",
+        label = "ShareGPT" if name == "sharegpt" else name
+        raise InputError("N", f"{n} requested but the shipped {label} trace has {len(prompts)} rows",
                          SPEC_SOURCE)
-    return _build(f"sharegpt:{n}", prompts[:n], outputs[:n], SPEC_SOURCE)
+    return _build(f"{name}:{n}", prompts[:n], outputs[:n], SPEC_SOURCE)
 
 
 def _load_random(text: str, rest: str) -> Workload:
@@ -213,10 +219,11 @@ def _load_random(text: str, rest: str) -> Workload:
 
 
 @functools.lru_cache(maxsize=1)
-def _shipped() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    path = shipped_trace_path()
+@functools.lru_cache(maxsize=4)
+def _shipped(name: str = "sharegpt") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    path = shipped_trace_path(name)
     if not path.is_file():
-        raise InputError("sharegpt", f"shipped trace missing at {path}; rebuild it with "
+        raise InputError(name, f"shipped trace missing at {path}; rebuild it with "
                          "scripts/build_sharegpt_trace.py", SPEC_SOURCE)
     prompts, outputs = _read_csv(path)
     return tuple(prompts), tuple(outputs)

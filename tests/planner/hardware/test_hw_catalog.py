@@ -24,7 +24,7 @@ DESIGN_5 = {
 
 def test_every_entry_loads_with_a_source_per_figure_group():
     catalog = load_catalog()
-    assert set(catalog) == set(DESIGN_5) | {"cpu", "L40S"}
+    assert set(catalog) == set(DESIGN_5) | {"cpu", "L40S", "A100-PCIe-40GB"}
     for name, spec in catalog.items():
         assert spec.name == name
         for group in SOURCE_GROUPS:

@@ -117,7 +117,7 @@ def test_gpu_may_name_a_profile_file_relative_to_the_cluster_file(tmp_path):
 
 @pytest.mark.parametrize("gpu, problem", [
     ("missing.yaml", "profile file"),
-    (None, "holds 10 entries"),
+    (None, "holds 11 entries"),
 ])
 def test_bad_profile_file(tmp_path, gpu, problem):
     path = _write(tmp_path, "c.yaml", f"gpu: {gpu or CATALOG_PATH}\nnum_gpus: 2\n")
