@@ -7,7 +7,7 @@ Measures (:mod:`seesaw.runtime.microbench`, :mod:`seesaw.runtime.microbench_comm
 :mod:`seesaw.runtime.microbench_step`) GEMMs over the model's shard shapes with cold weights, weight-streaming
 bandwidth, elementwise ops, attention, all-reduce and send/recv at several sizes for each world size (gloo on
 CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip of a micro-batch; fits the
-cost model's terms (:mod:`seesaw.planner.hardware.fit`); prints the measurements, the fitted parameters and
+cost model's terms (:mod:`seesaw.planner.calibration.fit`); prints the measurements, the fitted parameters and
 the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. With
 ``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on every core at once (``--forward-ranks``)
 (:mod:`seesaw.cli.calibrate_forward`) and fits the compute terms to them together with the op timings; when
@@ -83,9 +83,9 @@ def calibrate(
 
     from seesaw.cli.calibrate_report import print_report, write_profile
     from seesaw.ir import check_tp, load_model_config
-    from seesaw.planner.hardware import fit as F
+    from seesaw.planner.calibration import fit as F
     from seesaw.planner.hardware.catalog import get_gpu, match_device_name
-    from seesaw.planner.hardware.profile import DeviceFacts, profile_entry
+    from seesaw.planner.calibration.profile import DeviceFacts, profile_entry
     from seesaw.runtime.microbench import Bench, Settings
     from seesaw.runtime.microbench_comm import measure_world
     from seesaw.runtime.microbench_step import measure_step
@@ -255,7 +255,7 @@ class Measurements:
 
     @classmethod
     def load(cls, path: Path) -> "Measurements":
-        from seesaw.planner.hardware import fit as F
+        from seesaw.planner.calibration import fit as F
 
         try:
             d = json.loads(path.read_text())
@@ -280,7 +280,7 @@ def _measure(steps: list, console: Console, progress: bool) -> Measurements:
     """Run every measurement step under a progress bar with the runtime's thread count."""
     import torch
 
-    from seesaw.planner.hardware import fit as F
+    from seesaw.planner.calibration import fit as F
     from seesaw.runtime.microbench import set_threads
 
     results: dict[str, object] = {}

@@ -6,15 +6,15 @@ data-parallel run of the checkpoint (``Layout(ranks, 1, 1)`` pinned for both pha
 rank, ``--forward-ranks``: every core on CPU, whose ranks share caches, memory bandwidth and clocks, as ``seesaw-validate`` plans a
 static layout), serves a fixed synthetic request set with the runtime :class:`Engine` (warm-up first, EOS
 ignored: :func:`seesaw.cli.validate_runs.run_plan`) and turns every prefill / decode step record without a
-KV swap-in into a :class:`~seesaw.planner.hardware.fit.ForwardSample` (its ops from the record's sequence
-lengths, :mod:`seesaw.planner.hardware.forward`; measured = the record's ``service_s``: the scheduler's
+KV swap-in into a :class:`~seesaw.planner.calibration.fit.ForwardSample` (its ops from the record's sequence
+lengths, :mod:`seesaw.planner.calibration.forward`; measured = the record's ``service_s``: the scheduler's
 issue to reply of the micro-batch, which is what ``seesaw-validate`` compares with the cost model).
 Every instruction of those passes is timed as well (``Engine(time_ops=True)``) and becomes an in-run op sample
-(:func:`seesaw.planner.hardware.forward.in_run_op_samples`). When the heads allow TP over the ranks, the same
+(:func:`seesaw.planner.calibration.forward.in_run_op_samples`). When the heads allow TP over the ranks, the same
 request set is then served by one TP group
 (``Layout(1, ranks, 1)``) and its steps become TP forward samples: their all-reduces and all-gathers, which
 inside a step also wait for the partner rank to be scheduled, fit ``collective_launch_us`` and the link
-bandwidth (:func:`seesaw.planner.hardware.fit_links.fit_forward_links`).
+bandwidth (:func:`seesaw.planner.calibration.fit_links.fit_forward_links`).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> tup
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.ir.layout import Layout  # noqa: PLC0415
     from seesaw.ir.sharding import valid_tp_degrees  # noqa: PLC0415
-    from seesaw.planner.hardware.forward import forward_graph, forward_sample, in_run_op_samples  # noqa: PLC0415
+    from seesaw.planner.calibration.forward import forward_graph, forward_sample, in_run_op_samples  # noqa: PLC0415
     from seesaw.planner.optimize.solve import plan as make_plan  # noqa: PLC0415
     from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
     from seesaw.planner.workload import Workload  # noqa: PLC0415

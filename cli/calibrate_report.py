@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seesaw.ir.errors import InputError
-from seesaw.planner.hardware import fit as F
+from seesaw.planner.calibration import fit as F
 from seesaw.planner.hardware.catalog import GPUSpec
 
 

@@ -3,7 +3,7 @@
 Every timed op is the runtime's own code (:mod:`seesaw.runtime.layers`, :mod:`seesaw.runtime.attention`) on
 this rank's shard shapes taken from the IR graph, and every timing carries the FLOPs and bytes the IR charges
 for it (``Op.flops`` / ``Op.device_bytes`` at the runtime dtype), so the planner can fit its cost model to
-them (:mod:`seesaw.planner.hardware.fit`). Timings are medians of single calls after warm-up; on CUDA each
+them (:mod:`seesaw.planner.calibration.fit`). Timings are medians of single calls after warm-up; on CUDA each
 call is timed with CUDA events.
 
 - GEMMs (``layers.linear``) over the model's linear shapes (q/k/v/o, gate/up/down per TP shard, lm head) at
@@ -44,7 +44,7 @@ QUICK_PREFILL_ROWS = (256, 1024)
 
 @dataclass(frozen=True)
 class OpTiming:
-    """A timed compute op (fields as :class:`seesaw.planner.hardware.fit.OpSample`): ``kind`` gemm | lm_head |
+    """A timed compute op (fields as :class:`seesaw.planner.calibration.fit.OpSample`): ``kind`` gemm | lm_head |
     elementwise | attention, the IR's ``flops`` and ``nbytes``, median ``seconds``, GEMM ``rows``,
     attention ``seqs``."""
 

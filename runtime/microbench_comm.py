@@ -31,7 +31,7 @@ QUICK_SENDRECV_SIZES = (4, MiB, 16 * MiB)
 
 @dataclass(frozen=True)
 class CommTiming:
-    """A timed collective (fields as :class:`seesaw.planner.hardware.fit.CommSample`)."""
+    """A timed collective (fields as :class:`seesaw.planner.calibration.fit.CommSample`)."""
 
     kind: str  # all_reduce | send_recv
     world: int

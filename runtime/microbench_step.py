@@ -41,7 +41,7 @@ PAGE_SIZE = 16
 
 @dataclass(frozen=True)
 class StepTiming:
-    """One timed micro-batch (fields as :class:`seesaw.planner.hardware.fit.StepSample`): ``mode`` prefill |
+    """One timed micro-batch (fields as :class:`seesaw.planner.calibration.fit.StepSample`): ``mode`` prefill |
     decode, ``seqs`` sequences, ``tokens`` query tokens, median round trip ``seconds`` and the median of the
     worker-side set-up part ``setup_s``."""
 

@@ -85,10 +85,14 @@ class CostModel:
     Raises :class:`seesaw.ir.errors.InputError` (via the IR) for impossible TP degrees.
     """
 
-    def __init__(self, cfg: ModelConfig, cluster: Cluster, workload: Workload) -> None:
+    def __init__(self, cfg: ModelConfig, cluster: Cluster, workload: Workload, engine=None) -> None:
+        """``engine``: the serving engine of the static baseline (an
+        :class:`~seesaw.planner.hardware.engines.EngineSpec`), whose host time per step the static closed form
+        charges; None charges none."""
         self.cfg = cfg
         self.cluster = cluster
         self.workload = workload
+        self.engine = engine
         self.graph: ModelGraph = build_graph(cfg)
         self.dtype_bytes = cluster.gpu.dtype_bytes
 

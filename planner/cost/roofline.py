@@ -44,7 +44,7 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     ``F = F_eff * attention_efficiency`` and ``B_eff * attention_memory_efficiency``, else ``F = F_eff``; a GEMM of more
     than one row moves ``nbytes * (1 + matmul_pack_ratio)`` (weight packing, GotoBLAS-style); the lm head's GEMM
     (``lm_head``) runs both rates at ``lm_head_efficiency``. The calibration fit
-    (:mod:`seesaw.planner.hardware.fit`) uses this very function.
+    (:mod:`seesaw.planner.calibration.fit`) uses this very function.
     """
     rate = gpu.achievable_flops
     if attention:

@@ -4,7 +4,7 @@ Units: every ``*_gb`` field is decimal gigabytes (1e9 bytes) and every ``*_gb_pe
 bytes/s per direction; ``*_us`` fields are microseconds. Figures come from DESIGN.md section 5
 (datasheets, dense, no sparsity), DESIGN.md section 4 (NCCL latencies), the Seesaw paper (via DESIGN 5),
 and, for the ``cpu`` device, measurements on this project's 2-core machine (``seesaw-calibrate`` now takes
-them: :mod:`seesaw.runtime.microbench` + :mod:`seesaw.planner.hardware.fit`). Each entry's ``source``
+them: :mod:`seesaw.runtime.microbench` + :mod:`seesaw.planner.calibration.fit`). Each entry's ``source``
 mapping names where each figure group came from and says which figures are estimates. A profile written by
 ``seesaw-calibrate`` is a catalog file of one entry.
 """

@@ -56,8 +56,8 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
     the shortfall).
     """
     options = options or SearchOptions()
-    engine_spec = get_engine(engine) if simulate else None
-    cost = CostModel(cfg, cluster, workload)
+    engine_spec = get_engine(engine)
+    cost = CostModel(cfg, cluster, workload, engine_spec)
     space = SearchSpace(cost, options)
     pre_opts, dec_opts, static_opts = build_options(cost, space)
     keep_static = STATIC_CANDIDATES if simulate else 1

@@ -7,10 +7,10 @@ functions here evaluate it, and ``cpsat.py`` states the very same expressions as
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from seesaw.ir.layout import Layout
-from seesaw.planner.cost.model import CostModel, StageCost, decode_part, prefill_part
+from seesaw.planner.cost.model import CostModel, StageCost, decode_part, prefill_part, to_ns
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,8 @@ def static_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
     chunk of up to ``q = ceil(seqs * P / D)`` tokens, the chunk that keeps the batch full in steady state
     (the optimally tuned chunk size, DESIGN.md 8). Steps: the decode schedule of :func:`decode_terms`
     (continuous batching over the trace, the drain included), or ``ceil(P / q)`` when prefill needs more
-    (short outputs); each step carries the mean decode batch and ``P / steps`` prompt tokens.
+    (short outputs); each step carries the mean decode batch and ``P / steps`` prompt tokens, and the
+    engine's host time for that many requests (``cost.engine``, when given).
     """
     work = cost.replica_work(layout.dp)
     mem = cost.memory_terms(layout.tp)
@@ -165,9 +166,13 @@ def static_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
     micro_q = math.ceil(q / pp)
     parts = (decode_part(work, sched.seq_steps / steps / pp), prefill_part(work, work.prompt_tokens / steps / pp))
     kv_tokens = math.ceil(seqs * work.decode_context_len)
+    stage = cost.stage_cost(layout, parts)
+    if cost.engine is not None:  # the engine's host time per step, on the first stage (it issues the step)
+        rows = parts[0].num_seqs + parts[1].num_seqs
+        stage = replace(stage, first_ns=stage.first_ns + to_ns(cost.engine.host_s(rows)))
     return PhaseTerms(
         layout=layout, batch=seqs,
-        stage=cost.stage_cost(layout, parts),
+        stage=stage,
         coef=steps * pp,
         ws_fixed_bytes=(micro_seqs + micro_q) * mem.act_bytes_per_token,
         ws_layer_bytes=0,

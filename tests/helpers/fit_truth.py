@@ -1,4 +1,4 @@
-"""Synthetic calibration timings with known parameters (tests of planner/hardware/fit.py and fit_links.py):
+"""Synthetic calibration timings with known parameters (tests of planner/calibration/fit.py and fit_links.py):
 each generated through the cost model's own functions, with 0.2 % multiplicative log-normal noise."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from seesaw.planner.cost.roofline import step_overhead_s
 from seesaw.planner.hardware import GPUSpec, build_cluster
-from seesaw.planner.hardware.fit import CommSample, StepSample
+from seesaw.planner.calibration.fit import CommSample, StepSample
 
 NOISE = 0.002
 TRUTH = GPUSpec(name="truth", memory_gb=4, dtype_bytes=4, bf16_tflops=0.12, matmul_efficiency=0.8,

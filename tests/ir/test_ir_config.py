@@ -8,7 +8,7 @@ from seesaw.ir import InputError, ModelConfig, list_examples, load_model_config
 
 EXAMPLES = [
     "llama-2-7b", "llama-2-13b", "llama-2-70b", "codellama-34b", "llama-3-8b", "llama-3-70b",
-    "mistral-7b", "qwen2-7b", "SmolLM2-135M", "qwen3-8b",
+    "mistral-7b", "qwen2-7b", "SmolLM2-135M", "qwen3-8b", "llama-3-15b",
 ]
 
 BASE = {

@@ -142,7 +142,7 @@ def test_timed_instructions_leave_tokens_unchanged_and_cover_every_program(refer
     reports one record per forward pass it ran with every instruction of its phase's program, in order,
     each with a positive time; the planner turns the TP-2 decode records into in-run op samples."""
     from seesaw.ir import load_model_config
-    from seesaw.planner.hardware.forward import forward_graph, in_run_op_samples
+    from seesaw.planner.calibration.forward import forward_graph, in_run_op_samples
 
     folder, prompts, ref_tokens, _ = references["llama_gqa"]
     plan = make_plan(folder, "pp2", "tp2", host_buffer_tokens=4096)

@@ -1,6 +1,6 @@
 """Collectives, host copies and the per-micro-batch overhead: the linear fits of ``seesaw-calibrate``.
 
-Split out of :mod:`seesaw.planner.hardware.fit` (whose docstring describes all the fits); the names are
+Split out of :mod:`seesaw.planner.calibration.fit` (whose docstring describes all the fits); the names are
 re-exported there. Each fit evaluates the cost model's own functions (``Cluster.allreduce_s``,
 ``Cluster.send_recv_s``, ``Cluster.host_to_device_s``, ``step_overhead_s``) on candidate parameters.
 """
@@ -16,7 +16,7 @@ from seesaw.ir.errors import InputError
 from seesaw.planner.cost.roofline import step_overhead_s
 from seesaw.planner.hardware.catalog import GB, GPUSpec
 from seesaw.planner.hardware.cluster import Cluster, build_cluster
-from seesaw.planner.hardware.fit import (CommSample, CopySample, ForwardSample, Residual, StepSample,
+from seesaw.planner.calibration.fit import (CommSample, CopySample, ForwardSample, Residual, StepSample,
                                         _check_positive, _stderr, forward_time_s)
 
 # -- collectives and host copies ----------------------------------------------------------------------------

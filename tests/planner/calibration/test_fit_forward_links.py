@@ -13,9 +13,9 @@ from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import NS, CostModel
 from seesaw.planner.cost.roofline import merge_parts
 from seesaw.planner.hardware import GPUSpec, build_cluster
-from seesaw.planner.hardware.fit import ForwardSample, fit_forward_links, fit_kernels, forward_tp_time_s
-from seesaw.planner.hardware.fit_links import comm_cluster
-from seesaw.planner.hardware.forward import forward_graph, forward_sample
+from seesaw.planner.calibration.fit import ForwardSample, fit_forward_links, fit_kernels, forward_tp_time_s
+from seesaw.planner.calibration.fit_links import comm_cluster
+from seesaw.planner.calibration.forward import forward_graph, forward_sample
 from seesaw.planner.validation.predict import step_parts
 from seesaw.planner.workload import Workload
 
@@ -99,7 +99,7 @@ def test_link_fit_needs_tp_passes_and_the_kernel_fit_refuses_them():
         fit_forward_links([one], GPU, 60e-6)
     with pytest.raises(InputError, match="forward tp"):
         fit_forward_links(samples[:1], GPU, 60e-6)  # two parameters, one pass
-    from seesaw.planner.hardware.fit import OpSample
+    from seesaw.planner.calibration.fit import OpSample
     gemm = OpSample("gemm", 1e6, 1e4, 1e-4, rows=4)
     with pytest.raises(InputError, match="TP-1"):
         fit_kernels([gemm] * 6, forward=samples)

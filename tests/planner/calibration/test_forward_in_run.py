@@ -1,11 +1,11 @@
-"""Tests for seesaw.planner.hardware.forward.in_run_op_samples: instruction timings inside the runtime's
+"""Tests for seesaw.planner.calibration.forward.in_run_op_samples: instruction timings inside the runtime's
 forward passes -> op samples of the IR ops they ran."""
 from __future__ import annotations
 
 import pytest
 
 from seesaw.ir import load_model_config
-from seesaw.planner.hardware.forward import forward_graph, forward_ops, in_run_op_samples
+from seesaw.planner.calibration.forward import forward_graph, forward_ops, in_run_op_samples
 from seesaw.planner.validation.predict import step_parts
 
 CFG = load_model_config("SmolLM2-135M")

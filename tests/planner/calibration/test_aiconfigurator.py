@@ -7,8 +7,8 @@ import yaml
 pytest.importorskip("aiconfigurator_core")
 
 from seesaw.ir.ops import Op, OpKind, PassShape, WeightSpec, ShardRule  # noqa: E402
-from seesaw.planner.hardware import aiconfigurator as aic  # noqa: E402
-from seesaw.planner.hardware.aic_profile import catalog_terms  # noqa: E402
+from seesaw.planner.calibration import aiconfigurator as aic  # noqa: E402
+from seesaw.planner.calibration.aic_profile import catalog_terms  # noqa: E402
 from seesaw.planner.hardware.catalog import FITTED_PATH  # noqa: E402
 
 

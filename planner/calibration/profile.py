@@ -1,4 +1,4 @@
-"""A hardware profile (a catalog entry) from the calibration fits of :mod:`seesaw.planner.hardware.fit`.
+"""A hardware profile (a catalog entry) from the calibration fits of :mod:`seesaw.planner.calibration.fit`.
 
 :func:`profile_entry` turns the fitted terms into :class:`GPUSpec` fields: ``bf16_tflops`` /
 ``memory_gb_per_s`` are peaks (measured, or a recognised GPU's datasheet), the ``*_efficiency`` factors are
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from seesaw.planner.hardware.catalog import GB, GPUSpec
-from seesaw.planner.hardware.fit import (
+from seesaw.planner.calibration.fit import (
     KERNEL_PARAMS,
     CommFit,
     CopyFit,
@@ -88,7 +88,7 @@ def profile_entry(kernel: KernelFit, comm: CommFit | None, copy: CopyFit | None,
     every figure group including ``overheads``; ``step_overhead_us`` is ``step``'s (0 without it).
 
     ``links``: the fit of ``collective_launch_us`` and ``gpu_link_gb_per_s`` to the runtime's TP forward
-    passes (:func:`~seesaw.planner.hardware.fit_links.fit_forward_links`, per-hop latency held at ``comm``'s);
+    passes (:func:`~seesaw.planner.calibration.fit_links.fit_forward_links`, per-hop latency held at ``comm``'s);
     when given, those two figures come from it instead of ``comm``'s micro-benchmarks.
 
     Link figures are achieved rates (``link_efficiency`` 1). Without ``comm`` / ``copy`` the links and

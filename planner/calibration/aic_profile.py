@@ -1,7 +1,7 @@
 """A catalog entry fitted to AIConfigurator's measured tables of one GPU system (``--from-aiconfigurator``).
 
-The kernel terms come from the planner's own kernel fit (:func:`~seesaw.planner.hardware.fit.fit_kernels`)
-over the system's GEMM and attention timings (:mod:`seesaw.planner.hardware.aiconfigurator`), with the
+The kernel terms come from the planner's own kernel fit (:func:`~seesaw.planner.calibration.fit.fit_kernels`)
+over the system's GEMM and attention timings (:mod:`seesaw.planner.calibration.aiconfigurator`), with the
 memory bandwidth held at the streaming rate of its largest one-row GEMMs (GEMM timings alone cannot separate
 it from ``matmul_half_rows``); the collectives are the measured all-reduce and all-gather curves themselves;
 the peaks are the datasheet figures AIConfigurator's system file states. Figures the tables do not measure
@@ -15,11 +15,11 @@ import yaml
 
 from seesaw.ir.errors import InputError
 
-from seesaw.planner.hardware.aiconfigurator import (SYSTEMS, allreduce_curves, attention_samples, data_dir,
+from seesaw.planner.calibration.aiconfigurator import (SYSTEMS, allreduce_curves, attention_samples, data_dir,
                                                     gemm_samples, load_table)
 from seesaw.planner.hardware.catalog import GB, GPUSpec, get_gpu
-from seesaw.planner.hardware.fit import KernelFit, fit_kernels
-from seesaw.planner.hardware.samples import residual_summary
+from seesaw.planner.calibration.fit import KernelFit, fit_kernels
+from seesaw.planner.calibration.samples import residual_summary
 
 #: Weights of at least this many bytes (one-row GEMMs) set the streaming rate.
 STREAM_MIN_BYTES = 64e6

@@ -9,7 +9,7 @@ elements, GPUs, latency in ms), each table under the engine and version it was c
 
 This module reads the tables of one system as the serving engine would run them (vLLM's tables: bf16
 ``torch.nn.functional.linear`` GEMMs, FlashAttention-3 or -2 attention with a bf16 KV cache and no sliding
-window) and turns them into :class:`~seesaw.planner.hardware.samples.OpSample` (FLOPs and bytes counted as the
+window) and turns them into :class:`~seesaw.planner.calibration.samples.OpSample` (FLOPs and bytes counted as the
 IR counts them) and measured all-reduce curves; :func:`fit_system` fits a catalog entry to them with the
 planner's own kernel fit. pandas (a dependency of ``aiconfigurator-core``) is only needed here.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seesaw.ir.errors import InputError
-from seesaw.planner.hardware.samples import OpSample
+from seesaw.planner.calibration.samples import OpSample
 
 #: AIConfigurator system name -> this catalog's GPU name.
 SYSTEMS = {"h100_sxm": "H100-SXM", "h200_sxm": "H200-SXM", "a100_sxm": "A100-SXM-80GB", "l40s": "L40S",

@@ -1,5 +1,5 @@
-"""Calibration samples: what ``seesaw-calibrate`` measured, as the fits of :mod:`seesaw.planner.hardware.fit`
-and :mod:`seesaw.planner.hardware.fit_links` take it (timed ops, collectives, host copies, micro-batch round
+"""Calibration samples: what ``seesaw-calibrate`` measured, as the fits of :mod:`seesaw.planner.calibration.fit`
+and :mod:`seesaw.planner.calibration.fit_links` take it (timed ops, collectives, host copies, micro-batch round
 trips, forward passes of the runtime), and the residual of a fitted prediction against a measurement.
 
 No torch: the measurements come from ``seesaw.runtime.microbench*`` and the runtime's own runs.
@@ -23,7 +23,7 @@ class OpSample:
     """One timed compute op: ``flops`` FLOPs and ``nbytes`` bytes of memory traffic (as the IR's
     ``Op.flops`` / ``Op.device_bytes`` count them) in ``seconds``. ``rows``: a GEMM's rows (tokens);
     ``seqs``: sequences of an attention op. ``in_run``: timed inside a forward pass of the runtime (the mean
-    over the layers of one pass, :func:`seesaw.planner.hardware.forward.in_run_op_samples`), not alone."""
+    over the layers of one pass, :func:`seesaw.planner.calibration.forward.in_run_op_samples`), not alone."""
 
     kind: OpKindName
     flops: float
@@ -81,7 +81,7 @@ class ForwardSample:
     ``ops`` are then one rank's shards and ``comms`` the collectives of the pass as ``(kind, nbytes)``
     (``all_reduce`` bytes per rank, ``all_gather`` the gathered total, as ``comm_op_s`` sizes them),
     ``comm_counts`` how many times each ran. Built from the IR by
-    :func:`seesaw.planner.hardware.forward.forward_sample`."""
+    :func:`seesaw.planner.calibration.forward.forward_sample`."""
 
     kind: Literal["prefill", "decode"]
     ops: tuple[OpSample, ...]

@@ -2,7 +2,7 @@
 charges them.
 
 A timed step of the runtime (a prefill or decode micro-batch of one stage holding the whole model, on one
-rank or on the ``tp`` ranks of a TP group) is turned into a :class:`~seesaw.planner.hardware.fit.ForwardSample`
+rank or on the ``tp`` ranks of a TP group) is turned into a :class:`~seesaw.planner.calibration.fit.ForwardSample`
 whose ops are exactly the terms :meth:`CostModel.stage_cost <seesaw.planner.cost.model.CostModel.stage_cost>`
 sums for that batch: every compute op of ``pre_ops`` + ``layer_ops(i)`` for each layer + ``post_ops`` of the
 graph ``apply_tp(build_graph(cfg), tp)``, each with ``Op.flops(shape, tp)`` / ``Op.device_bytes(shape, tp,
@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 from seesaw.ir import ModelConfig, ModelGraph, OpKind, PassShape, apply_tp, build_graph
 from seesaw.planner.cost.roofline import merge_parts
-from seesaw.planner.hardware.fit import ForwardSample, OpSample
+from seesaw.planner.calibration.fit import ForwardSample, OpSample
 from seesaw.planner.validation.predict import step_parts
 
 _GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}

@@ -1,4 +1,4 @@
-"""The linear fits of seesaw-calibrate (planner/hardware/fit_links.py): collectives, host copies and the
+"""The linear fits of seesaw-calibrate (planner/calibration/fit_links.py): collectives, host copies and the
 per-micro-batch overhead, recovered from synthetic timings with known parameters."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from helpers.fit_truth import MiB, NOISE, TRUTH, _noise, synthetic_comm_samples, synthetic_step_samples
 from seesaw.ir.errors import InputError
 from seesaw.planner.hardware import build_cluster
-from seesaw.planner.hardware.fit_links import fit_comm, fit_copy, fit_step
-from seesaw.planner.hardware.fit import CopySample, StepSample
+from seesaw.planner.calibration.fit_links import fit_comm, fit_copy, fit_step
+from seesaw.planner.calibration.fit import CopySample, StepSample
 
 
 def test_comm_fit_recovers_alpha_beta_within_2_percent():

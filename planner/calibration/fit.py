@@ -32,12 +32,12 @@ each evaluating its predictions through the cost model's own functions on a :cla
   the timed scheduler <-> worker round trips (each mode's per-sequence slope taken out when clearly non-zero,
   and reported).
 
-The linear fits (collectives, copies, step overhead) live in :mod:`seesaw.planner.hardware.fit_links` and
+The linear fits (collectives, copies, step overhead) live in :mod:`seesaw.planner.calibration.fit_links` and
 are re-exported here. Every fit minimises relative residuals (log-ratio for the kernel fit, ``predicted / measured - 1`` for the
 linear ones), so a 4-byte message and a 16 MiB one, or a 10 us elementwise op and a 50 ms GEMM, weigh alike.
 Linear fits read their design matrix off the cost function itself (differences at a reference point, exact
 for a linear model; checked at a second point). Too few (or uninformative) samples raise
-:class:`InputError` naming the sample group. :mod:`seesaw.planner.hardware.profile` turns the fits into a
+:class:`InputError` naming the sample group. :mod:`seesaw.planner.calibration.profile` turns the fits into a
 catalog entry.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ from seesaw.ir.errors import InputError
 from seesaw.planner.cost.roofline import kernel_time_s, step_overhead_s
 from seesaw.planner.hardware.catalog import GB, GPUSpec
 from seesaw.planner.hardware.cluster import build_cluster
-from seesaw.planner.hardware.samples import (  # noqa: F401 (the sample types stay importable from here)
+from seesaw.planner.calibration.samples import (  # noqa: F401 (the sample types stay importable from here)
     GEMM_SAMPLE_KINDS, CommSample, CopySample, ForwardSample, OpKindName, OpSample, Residual, StepSample,
     _check_positive, residual_summary)
 
@@ -132,7 +132,7 @@ def forward_time_s(sample: ForwardSample, gpu: GPUSpec) -> float:
     """Predicted seconds of a measured forward pass on ``gpu``: ``op_time_s`` of each of its ops times the
     number of times it runs, plus the per-micro-batch ``step_overhead_s`` (``gpu.step_overhead_us``): the
     sum :meth:`CostModel.stage_cost` makes for one stage holding every layer. Compute only: a TP pass's
-    collectives are added by :func:`seesaw.planner.hardware.fit_links.forward_tp_time_s`."""
+    collectives are added by :func:`seesaw.planner.calibration.fit_links.forward_tp_time_s`."""
     ops = sum(n * op_time_s(op, gpu) for op, n in zip(sample.ops, sample.op_counts))
     return ops + step_overhead_s(build_cluster(gpu, 1, "fit", "fit"))
 
@@ -308,6 +308,6 @@ def _stderr(jac: np.ndarray, fun: np.ndarray) -> np.ndarray:
 
 
 # the linear fits live in fit_links.py (this file's size); their names stay importable from here
-from seesaw.planner.hardware.fit_links import (  # noqa: E402,F401
+from seesaw.planner.calibration.fit_links import (  # noqa: E402,F401
     CommFit, CommParams, CopyFit, ForwardLinkFit, StepFit, comm_cluster, comm_time_s, fit_comm, fit_copy,
     fit_forward_links, fit_step, forward_tp_time_s)
