@@ -77,8 +77,27 @@ def calibrate(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
     save_timings: Annotated[Optional[Path], typer.Option(help="also write every raw timing to this JSON file")] = None,
     refit: Annotated[Optional[Path], typer.Option(help="fit --save-timings output instead of measuring")] = None,
+    from_aiconfigurator: Annotated[Optional[str], typer.Option(
+        "--from-aiconfigurator", help="fit a profile to NVIDIA AIConfigurator's measured tables of this system "
+                                      "(h100_sxm, h200_sxm, a100_sxm, l40s, b200_sxm) instead of measuring")] = None,
+    from_benchmarks: Annotated[Optional[Path], typer.Option(
+        "--from-benchmarks", help="fit a profile's efficiency terms to measured end-to-end throughputs (.csv or "
+                                  ".jsonl, see docs/calibration.md) instead of measuring")] = None,
 ) -> None:
     """Measure this device, fit the cost model, print the fit and its residuals, write the profile."""
+    if from_aiconfigurator is not None or from_benchmarks is not None:
+        from seesaw.cli.calibrate_sources import from_aiconfigurator as aic, from_benchmarks as bench  # noqa: PLC0415
+
+        if from_aiconfigurator is not None and from_benchmarks is not None:
+            raise InputError("--from-aiconfigurator", "give one of --from-aiconfigurator and --from-benchmarks")
+        if out.exists() and out.is_dir() or not out.parent.exists():
+            raise InputError("--out", f"cannot write '{out}' (a folder, or its folder does not exist)")
+        console = Console()
+        if from_aiconfigurator is not None:
+            aic(from_aiconfigurator, out, name, console)
+        else:
+            bench(from_benchmarks, out, name, console)
+        return
     import torch
 
     from seesaw.cli.calibrate_report import print_report, write_profile
