@@ -12,7 +12,7 @@ import os
 
 
 def main() -> None:
-    from seesaw.cli.bench_runs import build_requests, eos_token_ids
+    from seesaw.experiments.bench_runs import build_requests, eos_token_ids
     from seesaw.codegen import build_execution_plan
     from seesaw.ir import load_model_config
     from seesaw.ir.layout import Layout

@@ -35,7 +35,7 @@ import typer
 from seesaw.cli.common import run_app
 from seesaw.ir.errors import InputError
 
-from seesaw.cli.bench_runs import (build_requests, eos_token_ids, memcpy_gb_per_s, parse_layout_pairs, run_seesaw,
+from seesaw.experiments.bench_runs import (build_requests, eos_token_ids, memcpy_gb_per_s, parse_layout_pairs, run_seesaw,
                                    run_transformers, seesaw_entry)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

@@ -10,7 +10,7 @@ CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip 
 cost model's terms (:mod:`seesaw.planner.calibration.fit`); prints the measurements, the fitted parameters and
 the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. With
 ``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on every core at once (``--forward-ranks``)
-(:mod:`seesaw.cli.calibrate_forward`) and fits the compute terms to them together with the op timings; when
+(:mod:`seesaw.experiments.calibration_runs`) and fits the compute terms to them together with the op timings; when
 the checkpoint's heads allow TP over the forward ranks it also times TP passes and fits
 ``collective_launch_us`` and ``gpu_link_gb_per_s`` to them (collectives inside real steps).
 Bad input
@@ -164,7 +164,7 @@ def calibrate(
     steps.append(("host copies", bench.copies))
     steps.append((STEP_LABEL, lambda: measure_step(cfg, dev.type, quick)))
     if folder is not None and refit is None:
-        from seesaw.cli.calibrate_forward import measure_forward, plan_cluster  # noqa: PLC0415
+        from seesaw.experiments.calibration_runs import measure_forward, plan_cluster  # noqa: PLC0415
 
         memory = torch.cuda.get_device_properties(dev).total_memory / 1e9 if dev.type == "cuda" else 0.0
         ranks = forward_ranks or ((os.cpu_count() or 1) if dev.type == "cpu" else 1)

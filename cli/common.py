@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from seesaw.ir.errors import InputError
+from seesaw.ir.errors import CommandError, InputError  # noqa: F401 (CommandError re-exported)
 
 
 def _usage_error_types() -> tuple[type[Exception], ...]:
@@ -27,10 +27,6 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
 
 
 USAGE_ERRORS = _usage_error_types()
-
-
-class CommandError(Exception):
-    """A failure that is not bad input (e.g. a worker died): one line on stderr, exit status 1."""
 
 
 def run_app(typer_app: typer.Typer, args: list[str], prog: str) -> int:

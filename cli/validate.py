@@ -57,9 +57,9 @@ def validate(
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
-    from seesaw.cli.bench_runs import build_requests, eos_token_ids, parse_layout_pairs  # noqa: PLC0415
+    from seesaw.experiments.bench_runs import build_requests, eos_token_ids, parse_layout_pairs  # noqa: PLC0415
     from seesaw.cli.validate_report import render_table, write_outputs  # noqa: PLC0415
-    from seesaw.cli.validate_runs import layout_pairs, machine_drift, plan_runs, run_plan  # noqa: PLC0415
+    from seesaw.experiments.validation_runs import layout_pairs, machine_drift, plan_runs, run_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415
     from seesaw.planner.hardware import load_cluster  # noqa: PLC0415

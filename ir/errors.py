@@ -1,6 +1,6 @@
-"""The one error type for bad user input, shared by every layer.
-
-A command-line front end prints ``str(err)`` as one line and exits with status 2.
+"""The error types shared by every layer: bad user input (:class:`InputError`: a command-line front end prints
+``str(err)`` as one line and exits with status 2) and a failure that is not bad input (:class:`CommandError`:
+one line, status 1).
 """
 from __future__ import annotations
 
@@ -24,3 +24,8 @@ class InputError(ValueError):
     def with_source(self, source: str) -> "InputError":
         """A copy of this error attributed to ``source`` (a file path or option name)."""
         return InputError(self.field, self.problem, source)
+
+
+class CommandError(Exception):
+    """A failure that is not bad input (a worker died, a measurement failed): a front end prints one line
+    and exits with status 1."""

@@ -35,6 +35,20 @@ def merge_parts(parts: Sequence[PassShape]) -> PassShape:
 _GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
 
 
+def attention_rates(gpu: GPUSpec) -> tuple[float, float, float]:
+    """``(FLOP/s, bytes/s, overlap)`` an attention kernel runs at: ``F_eff * attention_efficiency``, ``B_eff *
+    attention_memory_efficiency`` and ``compute_memory_overlap`` (what :func:`kernel_time_s` uses for
+    ``attention=True``; the simulator takes them once per layout)."""
+    return (gpu.achievable_flops * gpu.attention_efficiency,
+            gpu.achievable_memory_bytes_per_s * gpu.attention_memory_efficiency, gpu.compute_memory_overlap)
+
+
+def roofline_s(compute_s: float, memory_s: float, overlap: float) -> float:
+    """``max(c, m) + (1 - overlap) * min(c, m)``: the time of a kernel whose compute alone takes ``c`` and
+    memory traffic alone ``m`` seconds, ``overlap`` of the shorter hidden under the longer."""
+    return max(compute_s, memory_s) + (1.0 - overlap) * min(compute_s, memory_s)
+
+
 def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None,
                   attention: bool = False, lm_head: bool = False) -> float:
     """Time (s) of one kernel of ``flops`` FLOPs moving ``nbytes`` bytes, without fixed overheads.
@@ -46,12 +60,12 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     (``lm_head``) runs both rates at ``lm_head_efficiency``. The calibration fit
     (:mod:`seesaw.planner.calibration.fit`) uses this very function.
     """
-    rate = gpu.achievable_flops
     if attention:
-        rate *= gpu.attention_efficiency
+        rate, bandwidth, _ = attention_rates(gpu)
+    else:
+        rate, bandwidth = gpu.achievable_flops, gpu.achievable_memory_bytes_per_s
     if gemm_rows is not None and gpu.matmul_half_rows > 0:
         rate *= gemm_rows / (gemm_rows + gpu.matmul_half_rows)
-    bandwidth = gpu.achievable_memory_bytes_per_s * (gpu.attention_memory_efficiency if attention else 1.0)
     if lm_head:
         rate *= gpu.lm_head_efficiency
         bandwidth *= gpu.lm_head_efficiency
@@ -59,7 +73,7 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     m = nbytes / bandwidth
     if gemm_rows is not None and gemm_rows > 1:
         m *= 1.0 + gpu.matmul_pack_ratio
-    return max(c, m) + (1.0 - gpu.compute_memory_overlap) * min(c, m)
+    return roofline_s(c, m, gpu.compute_memory_overlap)
 
 
 def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) -> float:

@@ -206,7 +206,8 @@ def build_cluster(gpu: GPUSpec, num_gpus: int, source: str, origin: str, gpu_ori
     Defaults: ``gpus_per_node = min(num_gpus, gpu.gpus_per_node)`` (a given value is capped at num_gpus
     too), the catalog's link figures, ``host_memory_gb = host_memory_gb_per_gpu * gpus_per_node``, and an
     inter-node link of 50 GB/s per GPU for NVLink entries, 25 for PCIe entries, the gloo link for ``cpu``
-    (all ranks on one machine), 5 us per hop. ``origin`` names where given values came from (and
+    (all ranks on one machine), 5 us per hop. A ``gpu_link`` or ``gpu_link_gb_per_s`` other than the GPU's own
+    drops its measured collective curves (they belong to its link). ``origin`` names where given values came from (and
     ``gpu_origin`` where the GPU did; default its catalog entry); ``source`` is the InputError source. Raises InputError for non-positive numbers, an unknown ``gpu_link``,
     a changed ``gpu_link`` without ``gpu_link_gb_per_s``, or ``num_gpus`` not a multiple of
     ``gpus_per_node`` when it exceeds it.
@@ -222,6 +223,11 @@ def build_cluster(gpu: GPUSpec, num_gpus: int, source: str, origin: str, gpu_ori
     if link != gpu.link and "gpu_link_gb_per_s" not in given:
         raise InputError("gpu_link_gb_per_s", f"required when gpu_link ({link}) differs from {gpu.name}'s "
                          f"default link ({gpu.link})", source)
+    restated = given.get("gpu_link_gb_per_s", gpu.gpu_link_gb_per_s) != gpu.gpu_link_gb_per_s
+    if (link != gpu.link or restated) and (gpu.allreduce_us or gpu.allgather_us):
+        # the GPU's measured collective curves belong to its catalog link: a cluster that states another one
+        # gets the alpha-beta model of the link it states
+        gpu = gpu.model_copy(update={"allreduce_us": {}, "allgather_us": {}})
     per_node = min(num_gpus, given.get("gpus_per_node", gpu.gpus_per_node))
     if num_gpus > per_node and num_gpus % per_node:
         raise InputError("num_gpus", f"{num_gpus} is not a multiple of gpus_per_node {per_node}", source)

@@ -11,10 +11,14 @@ that preempts. The planner therefore keeps the search's best layout choices and 
   coordinate search over ``max_num_seqs`` and ``max_num_batched_tokens`` (halving or doubling each while the
   simulated time improves, at most two moves a direction).
 
-Every prediction keeps the closed form's total time beside the simulated one.
+Every prediction keeps the closed form's total time beside the simulated one. Candidates are simulated in
+parallel, one process per core (``SEESAW_PLAN_WORKERS`` overrides; 1 keeps everything in this process).
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 from seesaw.planner.cost.model import CostModel
@@ -22,6 +26,29 @@ from seesaw.planner.decision import PhaseBreakdown, Prediction, SeesawPlan, Stat
 from seesaw.planner.hardware.engines import EngineSpec
 from seesaw.planner.simulate import EngineKnobs, EnginePlan, RuntimePlan, SimRun, engine_kv_blocks
 from seesaw.planner.simulate import simulate_engine, simulate_runtime
+
+_JOB: tuple = ()  # (function, cost model): what forked workers run, inherited at fork
+
+
+def _run_job(item):
+    fn, cost = _JOB
+    return fn(cost, item)
+
+
+def parallel_map(fn, cost: CostModel, items: list) -> list:
+    """``[fn(cost, x) for x in items]``, spread over forked worker processes (one per core, at most one per
+    item; ``SEESAW_PLAN_WORKERS`` overrides the count) where the platform forks, else in this process."""
+    global _JOB
+    workers = min(len(items), int(os.environ.get("SEESAW_PLAN_WORKERS", os.cpu_count() or 1)))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(cost, x) for x in items]
+    _JOB = (fn, cost)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_run_job, items))
+    finally:
+        _JOB = ()
+
 
 #: ``max_num_seqs`` and ``max_num_batched_tokens`` bounds of the knob search.
 SEQS_RANGE = (8, 4096)
@@ -55,15 +82,10 @@ def simulate_seesaw_plan(cost: CostModel, plan: SeesawPlan,
 
 
 def rank_seesaw(cost: CostModel, plans: list[SeesawPlan], beat_s: float | None = None) -> list[SeesawPlan]:
-    """The candidates simulated in the search's order, fastest first; each simulation stops once it passes
-    the best time so far (or ``beat_s``, the best static plan's), so only the ones that finish are kept."""
-    out: list[SeesawPlan] = []
-    for p in plans:
-        bound = min([beat_s] * (beat_s is not None) + [q.prediction.breakdown.total_s for q in out], default=None)
-        got = simulate_seesaw_plan(cost, p, bound)
-        if got is not None:
-            out.append(got[0])
-    return sorted(out, key=lambda q: q.prediction.breakdown.total_s)
+    """The candidates simulated (in parallel), fastest first; each simulation stops once it passes
+    ``beat_s`` (the best static plan's time), so only the ones that finish are kept."""
+    done = parallel_map(lambda c, p: simulate_seesaw_plan(c, p, beat_s), cost, plans)
+    return sorted((got[0] for got in done if got is not None), key=lambda q: q.prediction.breakdown.total_s)
 
 
 @dataclass(frozen=True)
@@ -134,19 +156,11 @@ def simulated_static(cost: CostModel, static: StaticPlan, tuned: TunedStatic, en
 
 
 def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, tune: int = 2) -> list[StaticPlan]:
-    """Every static candidate simulated with the engine's defaults (in the search's order, each stopping
-    once slower than twice the best so far), the ``tune`` best of those tuned; fastest first. Candidates
-    whose engine cannot start, or that fall that far behind, are dropped."""
-    first = []
-    for s in statics:
-        bound = 2 * min(t.run.wall_s for _, t in first) if first else None
-        t = tune_static(cost, s, engine, search=False, stop_after_s=bound)
-        if t is not None:
-            first.append((s, t))
-    first.sort(key=lambda st: st[1].run.wall_s)
-    out = []
-    for i, (s, t) in enumerate(first):
-        if i < tune:
-            t = tune_static(cost, s, engine, search=True, start=t)
-        out.append(simulated_static(cost, s, t, engine))
+    """Every static candidate simulated with the engine's defaults, the ``tune`` best of those tuned (both in
+    parallel); fastest first. Candidates whose engine cannot start are dropped."""
+    defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False), cost, statics)
+    first = sorted(((s, t) for s, t in zip(statics, defaults) if t is not None), key=lambda st: st[1].run.wall_s)
+    tuned = parallel_map(lambda c, st: tune_static(c, st[0], engine, search=True, start=st[1]), cost, first[:tune])
+    out = [simulated_static(cost, s, t, engine) for (s, _), t in zip(first, tuned)]
+    out += [simulated_static(cost, s, t, engine) for s, t in first[tune:]]
     return sorted(out, key=lambda s: s.prediction.breakdown.total_s)

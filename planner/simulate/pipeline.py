@@ -18,6 +18,10 @@ class Pipeline:
         ``setup_s[s]``: work stage ``s`` does on receiving the command, before it needs the previous
         stage's output (a KV swap-in into its own pages), starting once it is free and the command issued.
         """
+        if len(stage_s) == 1 and not setup_s:
+            t = max(start_s, self.free_at[0]) + stage_s[0]
+            self.free_at[0] = t
+            return t
         t = start_s
         for s, d in enumerate(stage_s):
             ready = self.free_at[s]

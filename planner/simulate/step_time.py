@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from seesaw.ir.layout import Layout
 from seesaw.ir.ops import Op, OpKind, PassShape
 from seesaw.planner.cost.model import CostModel
-from seesaw.planner.cost.roofline import hidden_send_s, kernel_time_s, ops_time_s, step_overhead_s
+from seesaw.planner.cost.roofline import attention_rates, hidden_send_s, ops_time_s, roofline_s, step_overhead_s
 
 _ROW_KINDS = (OpKind.LM_HEAD, OpKind.ALL_GATHER)  # ops whose rows are sequences (last token), not tokens
 
@@ -126,8 +126,13 @@ class StepTimes:
                                                                      cluster, x)) for x in set(spans)}
         self._send_of = [spans[s] if s < layout.pp - 1 else None for s in range(layout.pp)]
         self._fixed_s = step_overhead_s(cluster)
-        self._gpu = cluster.gpu
-        self._probes = [self._probe(op, tp, cluster.gpu.dtype_bytes) for op in self._attn]
+        gpu = cluster.gpu
+        self._rates = attention_rates(gpu)
+        self._seq_s = gpu.attention_seq_overhead_us * 1e-6
+        self._op_fixed_s = (gpu.op_overhead_us + gpu.attention_overhead_us) * 1e-6
+        self._probes = [self._probe(op, tp, gpu.dtype_bytes) for op in self._attn]
+        sends = list(self._send_curves.values())
+        self._one_send = sends[0] if len(sends) == 1 else None
 
     @staticmethod
     def _probe(op: Op, tp: int, dtype_bytes: int) -> tuple[float, float, float]:
@@ -138,20 +143,21 @@ class StepTimes:
         return op.flops(one, tp), kv, op.device_bytes(one, tp, dtype_bytes) - kv
 
     def attention_s(self, parts: Sequence[AttentionLoad]) -> float:
-        """Attention time (s) of one layer for the parts of a micro-batch (each part one kernel, as
+        """Attention time (s) of one layer for the parts of a micro-batch (each part one kernel at the
+        attention rates, :func:`~seesaw.planner.cost.roofline.attention_rates`, as
         :func:`~seesaw.planner.cost.roofline.compute_op_s` costs them, plus the per-sequence and per-op fixed
         costs)."""
-        gpu, total = self._gpu, 0.0
+        flops_s, bytes_s, overlap = self._rates
+        total = 0.0
         for flops_pair, bytes_kv, bytes_q in self._probes:
             op_s = 0.0
             for p in parts:
                 if p.seqs <= 0:
                     continue
-                op_s += kernel_time_s(flops_pair * p.pairs, bytes_kv * p.kv_tokens + bytes_q * p.query_tokens,
-                                      gpu, attention=True)
-                op_s += gpu.attention_seq_overhead_us * 1e-6 * p.seqs
+                op_s += roofline_s(flops_pair * p.pairs / flops_s, (bytes_kv * p.kv_tokens + bytes_q * p.query_tokens)
+                                   / bytes_s, overlap) + self._seq_s * p.seqs
             if op_s:
-                total += op_s + (gpu.op_overhead_us + gpu.attention_overhead_us) * 1e-6
+                total += op_s + self._op_fixed_s
         return total
 
     def stage_times(self, tokens: float, rows: float, parts: Sequence[AttentionLoad],
@@ -159,11 +165,20 @@ class StepTimes:
         """Seconds each stage spends on a micro-batch of ``tokens`` new tokens, ``rows`` sampled sequences
         and attention ``parts``; ``extra_per_layer_s[s]`` adds per-layer time on stage ``s`` (KV swaps)."""
         layer_s = self._dense(tokens) + self.attention_s(parts)
-        sends = {x: c(tokens) for x, c in self._send_curves.items()}
-        out = [n * layer_s + self._fixed_s + (sends[x] if x is not None else 0.0)
-               for n, x in zip(self.counts, self._send_of)]
+        counts = self.counts
+        if len(counts) == 1:
+            t = counts[0] * (layer_s + (extra_per_layer_s[0] if extra_per_layer_s else 0.0))
+            return [t + self._fixed_s + self._first(tokens) + self._norm(tokens) + self._head(rows)]
+        if self._one_send is not None:
+            send = self._one_send(tokens)
+            out = [n * layer_s + self._fixed_s + send for n in counts[:-1]]
+            out.append(counts[-1] * layer_s + self._fixed_s)
+        else:
+            sends = {x: c(tokens) for x, c in self._send_curves.items()}
+            out = [n * layer_s + self._fixed_s + (sends[x] if x is not None else 0.0)
+                   for n, x in zip(counts, self._send_of)]
         if extra_per_layer_s:
-            out = [t + n * e for t, n, e in zip(out, self.counts, extra_per_layer_s)]
+            out = [t + n * e for t, n, e in zip(out, counts, extra_per_layer_s)]
         out[0] += self._first(tokens)
         out[-1] += self._norm(tokens) + self._head(rows)
         return out

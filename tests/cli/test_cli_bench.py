@@ -11,7 +11,7 @@ import pytest
 
 from helpers.checkpoints import LLAMA_GQA, write_random_checkpoint
 from seesaw.cli.bench import main
-from seesaw.cli.bench_runs import random_requests
+from seesaw.experiments.bench_runs import random_requests
 
 METRIC_KEYS = {"requests", "prompt_tokens", "output_tokens", "wall_s", "tokens_per_s", "output_tokens_per_s",
                "requests_per_s"}

@@ -276,3 +276,13 @@ def test_cluster_is_frozen_hashable_and_validated():
     with pytest.raises(ValidationError, match="not a multiple"):
         Cluster(gpu=c.gpu, **{**fields, "num_gpus": 12})
     assert Cluster.model_validate(c.model_dump()) == c  # round-trips through a plan's JSON
+
+
+def test_a_stated_link_replaces_the_measured_curves(tmp_path):
+    """Measured curves belong to the catalog GPU's link: a cluster file stating another link bandwidth is
+    costed with the alpha-beta model of the link it states."""
+    path = tmp_path / "c.yaml"
+    path.write_text("gpu: H100-SXM\nnum_gpus: 8\ngpu_link_gb_per_s: 100\n")
+    c = load_cluster(str(path))
+    assert not c.gpu.allreduce_us
+    assert c.allreduce_s(16 * MiB, 8) == pytest.approx(14e-6 + 2 * 7 / 8 * 16 * MiB / (100e9 * c.gpu.link_efficiency))

@@ -5,7 +5,7 @@ The micro-benchmarks time each op alone; inside a real forward pass the same ops
 data-parallel run of the checkpoint (``Layout(ranks, 1, 1)`` pinned for both phases, one replica per
 rank, ``--forward-ranks``: every core on CPU, whose ranks share caches, memory bandwidth and clocks, as ``seesaw-validate`` plans a
 static layout), serves a fixed synthetic request set with the runtime :class:`Engine` (warm-up first, EOS
-ignored: :func:`seesaw.cli.validate_runs.run_plan`) and turns every prefill / decode step record without a
+ignored: :func:`seesaw.experiments.validation_runs.run_plan`) and turns every prefill / decode step record without a
 KV swap-in into a :class:`~seesaw.planner.calibration.fit.ForwardSample` (its ops from the record's sequence
 lengths, :mod:`seesaw.planner.calibration.forward`; measured = the record's ``service_s``: the scheduler's
 issue to reply of the micro-batch, which is what ``seesaw-validate`` compares with the cost model).
@@ -87,8 +87,8 @@ def measure_forward(folder: Path, cluster, quick: bool, dtype_bytes: int) -> tup
     (once, not per replica) is then served by one TP group, ``Layout(1, ranks, 1)`` for both phases, and its
     steps are returned too as ForwardSamples with ``tp = ranks`` (their collectives inside real steps fit the
     link terms). Returns ``(forward samples, in-run op samples)``. Raises CommandError when a worker fails."""
-    from seesaw.cli.bench_runs import eos_token_ids  # noqa: PLC0415
-    from seesaw.cli.validate_runs import run_plan  # noqa: PLC0415
+    from seesaw.experiments.bench_runs import eos_token_ids  # noqa: PLC0415
+    from seesaw.experiments.validation_runs import run_plan  # noqa: PLC0415
     from seesaw.codegen import build_execution_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.ir.layout import Layout  # noqa: PLC0415

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seesaw.cli.common import CommandError
+from seesaw.ir.errors import CommandError
 from seesaw.ir.errors import InputError
 
 

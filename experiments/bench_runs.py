@@ -6,7 +6,7 @@ import random
 import time
 from pathlib import Path
 
-from seesaw.cli.common import CommandError
+from seesaw.ir.errors import CommandError
 from seesaw.ir.errors import InputError
 
 GB = 1e9
