@@ -8,7 +8,9 @@ busy, decode-layout KV), reload, swap and transition times. Every expression res
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ortools.sat.python import cp_model
 
@@ -211,7 +213,10 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
 
 #: At most this long on one subproblem (a layout pair or layout), so that one hard pair cannot use up the
 #: whole time limit; a subproblem stopped by it keeps its best point and makes the status FEASIBLE.
-SUBPROBLEM_LIMIT_S = 5.0
+SUBPROBLEM_LIMIT_S = 2.0
+#: Subproblems solved side by side (at most one per core), each CP-SAT model with one worker; a batch's
+#: subproblems all see the bound known before it, so the result does not depend on which finishes first.
+SUBPROBLEM_THREADS = 2
 
 
 def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: int | None = None,
@@ -220,24 +225,37 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: 
     incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Keeps the ``keep``
     best subproblem optima; stops once a bound reaches the worst of them (when ``keep`` are known), or
     ``upper_bound`` before that (nothing left can beat it). Each subproblem gets at most
-    :data:`SUBPROBLEM_LIMIT_S` of the time left. OPTIMAL when every subproblem solved was proven optimal or
-    infeasible within its limit (INFEASIBLE when none beats ``upper_bound``)."""
+    :data:`SUBPROBLEM_LIMIT_S` of the time left; up to :data:`SUBPROBLEM_THREADS` are solved at once. OPTIMAL
+    when every subproblem solved was proven optimal or infeasible within its limit (INFEASIBLE when none beats
+    ``upper_bound``)."""
     start = time.perf_counter()
     top: list = []
     proven = True
-    for lb, _, data in sorted(subproblems, key=lambda p: p[:2]):
-        bound = top[-1][0] if len(top) >= keep else upper_bound
-        if bound is not None and lb >= bound:
-            break
-        left = time_limit_s - (time.perf_counter() - start)
-        if left <= 0:
-            proven = False
-            break
-        status, sol = solve(data, min(left, SUBPROBLEM_LIMIT_S), bound)
-        if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
-            proven = False
-        if sol is not None:
-            top = sorted([*top, sol], key=lambda s: s[0])[:keep]
+    order = sorted(subproblems, key=lambda p: p[:2])
+    workers = max(1, min(SUBPROBLEM_THREADS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:  # CP-SAT releases the GIL: subproblems solve side by side
+        i = 0
+        while i < len(order):
+            bound = top[-1][0] if len(top) >= keep else upper_bound
+            batch = []
+            while i < len(order) and len(batch) < workers:
+                lb, _, data = order[i]
+                if bound is not None and lb >= bound:
+                    i = len(order)  # sorted by bound: nothing later can beat it either
+                    break
+                batch.append(data)
+                i += 1
+            if not batch:
+                break
+            left = time_limit_s - (time.perf_counter() - start)
+            if left <= 0:
+                proven = False
+                break
+            for status, sol in pool.map(lambda d: solve(d, min(left, SUBPROBLEM_LIMIT_S), bound), batch):
+                if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+                    proven = False
+                if sol is not None:
+                    top = sorted([*top, sol], key=lambda s: s[0])[:keep]
     seconds = time.perf_counter() - start
     if not top:
         return SearchResult("INFEASIBLE" if proven else "UNKNOWN", seconds, None)

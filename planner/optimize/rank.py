@@ -26,6 +26,7 @@ from seesaw.planner.decision import PhaseBreakdown, Prediction, SeesawPlan, Stat
 from seesaw.planner.hardware.engines import EngineSpec
 from seesaw.planner.simulate import EngineKnobs, EnginePlan, RuntimePlan, SimRun, engine_kv_blocks
 from seesaw.planner.simulate import simulate_engine, simulate_runtime
+from seesaw.planner.workload import Workload
 
 _JOB: tuple = ()  # (function, cost model): what forked workers run, inherited at fork
 
@@ -81,9 +82,31 @@ def simulate_seesaw_plan(cost: CostModel, plan: SeesawPlan,
     return replace(plan, prediction=_prediction(cost, run, plan.prediction, bd)), run
 
 
+#: A trace of more than twice this many requests screens its candidates on its first this many (the shipped
+#: traces are shuffled), and simulates only the ``FINALISTS`` fastest of them over the whole trace.
+SCREEN_REQUESTS = 3000
+FINALISTS = 2
+
+
+def screening_cost(cost: CostModel) -> CostModel | None:
+    """The cost model of the trace's first :data:`SCREEN_REQUESTS` requests (None for a short trace)."""
+    w = cost.workload
+    if w.num_requests <= 2 * SCREEN_REQUESTS:
+        return None
+    n = SCREEN_REQUESTS
+    return CostModel(cost.cfg, cost.cluster, Workload(f"{w.name} (first {n})", w.prompt_lens[:n], w.output_lens[:n]),
+                     cost.engine)
+
+
 def rank_seesaw(cost: CostModel, plans: list[SeesawPlan], beat_s: float | None = None) -> list[SeesawPlan]:
     """The candidates simulated (in parallel), fastest first; each simulation stops once it passes
-    ``beat_s`` (the best static plan's time), so only the ones that finish are kept."""
+    ``beat_s`` (the best static plan's time), so only the ones that finish are kept. A long trace screens
+    the candidates on its first requests first (:func:`screening_cost`)."""
+    screen = screening_cost(cost)
+    if screen is not None and len(plans) > FINALISTS:
+        first = parallel_map(lambda c, p: simulate_seesaw_plan(c, p), screen, plans)
+        order = sorted((i for i, got in enumerate(first) if got is not None), key=lambda i: first[i][1].wall_s)
+        plans = [plans[i] for i in order[:FINALISTS]]
     done = parallel_map(lambda c, p: simulate_seesaw_plan(c, p, beat_s), cost, plans)
     return sorted((got[0] for got in done if got is not None), key=lambda q: q.prediction.breakdown.total_s)
 
@@ -157,10 +180,18 @@ def simulated_static(cost: CostModel, static: StaticPlan, tuned: TunedStatic, en
 
 def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, tune: int = 2) -> list[StaticPlan]:
     """Every static candidate simulated with the engine's defaults, the ``tune`` best of those tuned (both in
-    parallel); fastest first. Candidates whose engine cannot start are dropped."""
-    defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False), cost, statics)
+    parallel); fastest first. Candidates whose engine cannot start are dropped. A long trace does both on its
+    first requests (:func:`screening_cost`) and simulates only the tuned ones over the whole trace."""
+    screen = screening_cost(cost) or cost
+    defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False), screen, statics)
     first = sorted(((s, t) for s, t in zip(statics, defaults) if t is not None), key=lambda st: st[1].run.wall_s)
-    tuned = parallel_map(lambda c, st: tune_static(c, st[0], engine, search=True, start=st[1]), cost, first[:tune])
-    out = [simulated_static(cost, s, t, engine) for (s, _), t in zip(first, tuned)]
-    out += [simulated_static(cost, s, t, engine) for s, t in first[tune:]]
+    tuned = parallel_map(lambda c, st: tune_static(c, st[0], engine, search=True, start=st[1]), screen, first[:tune])
+    if screen is cost:
+        out = [simulated_static(cost, s, t, engine) for (s, _), t in zip(first, tuned)]
+        out += [simulated_static(cost, s, t, engine) for s, t in first[tune:]]
+    else:
+        full = parallel_map(lambda c, st: _engine_run(c, st[0], engine, st[1].knobs),
+                            cost, [(s, t) for (s, _), t in zip(first, tuned)])
+        out = [simulated_static(cost, s, TunedStatic(t.knobs, *got, tried=t.tried + 1), engine)
+               for (s, _), t, got in zip(first, tuned, full) if got is not None]
     return sorted(out, key=lambda s: s.prediction.breakdown.total_s)
