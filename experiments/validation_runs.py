@@ -2,6 +2,7 @@
 timed run of the runtime per plan with its step records."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from seesaw.ir.errors import InputError
 
 
 DECODE_PROBE_ROWS = 16  # the validation runs' decode batches: 16 sequences per replica
+#: A probe below this share of its profile rate marks the machine busy (another job halves a 2-core VM's
+#: rates; quiet drift here stayed within about 20 %, docs/calibration.md).
+BUSY_RATE = 0.75
 
 
 @dataclass
@@ -125,9 +129,16 @@ def machine_drift(cfg, gpu) -> tuple[dict, str]:
     dec_prof = kernel_time_s(dec.flops, dec.nbytes, gpu, dec.rows)
     drift = {"stream_gb_per_s": now_b, "profile_memory_gb_per_s": prof_b, "gemm_gflop_per_s": now_f,
              "profile_gemm_gflop_per_s": prof_f, "decode_gemm_s": dec.seconds, "profile_decode_gemm_s": dec_prof}
+    slowest = min(now_b / prof_b, now_f / prof_f, dec_prof / dec.seconds)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    drift.update(slowest_rate=slowest, load_average=load, busy=slowest < BUSY_RATE)
     note = (f"machine now against the profile (seesaw-calibrate's probes, timed before the runs): weight "
             f"streaming {now_b:.2f} GB/s (profile {prof_b:.2f}, {100 * (now_b / prof_b - 1):+.0f}%), hot GEMM "
             f"{now_f:.1f} GFLOP/s (profile {prof_f:.1f}, {100 * (now_f / prof_f - 1):+.0f}%), "
             f"{DECODE_PROBE_ROWS}-row GEMM over the cold weights {1e3 * dec.seconds:.1f} ms (profile {1e3 * dec_prof:.1f} ms, "
-            f"{100 * (dec_prof / dec.seconds - 1):+.0f}% rate)")
+            f"{100 * (dec_prof / dec.seconds - 1):+.0f}% rate); load average {load:.2f} on {os.cpu_count()} cores")
+    if drift["busy"]:
+        note += (f". BUSY: a probe runs at {slowest:.0%} of the profile's rate, so this machine is busy or throttled "
+                 "now and the errors below measure its state as much as the model: rerun when it is quiet, or "
+                 "recalibrate (seesaw-calibrate) for the state it is in")
     return drift, note
