@@ -1,1 +1,1 @@
-"""Seesaw runtime (issue 3): executes plan files; reads only plans and IR rules."""
+"""Seesaw runtime: executes plan files; reads only plans and IR rules."""

@@ -102,7 +102,7 @@ class Action:
 class Policy:
     """The plan's schedule for one replica."""
 
-    resharding: bool  # prefill and decode layouts differ (or a host buffer is used)
+    resharding: bool  # prefill and decode layouts (or their stage partitions) differ
     use_buffer: bool
     max_prefill_tokens: int
     decode_max_seqs: int
@@ -110,6 +110,12 @@ class Policy:
     decode_to_prefill_threshold_tokens: int
     prefill_pp: int
     decode_pp: int
+
+    def __post_init__(self) -> None:
+        if self.use_buffer and self.decode_to_prefill_threshold_tokens >= self.prefill_to_decode_threshold_tokens:
+            raise ValueError(f"decode->prefill threshold ({self.decode_to_prefill_threshold_tokens} tokens) must be "
+                             f"below the prefill->decode threshold ({self.prefill_to_decode_threshold_tokens}): "
+                             "otherwise the replica switches phases without decoding")
 
 
 class ReplicaScheduler:

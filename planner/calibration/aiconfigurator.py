@@ -41,8 +41,14 @@ def data_dir() -> Path:
     return Path(aiconfigurator_core.__file__).parent / "systems" / "data"
 
 
-def _version_key(v: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else -1 for p in v.replace("rc", ".").replace("post", ".").split("."))
+def _version_key(v: str):
+    """Release order of a table folder's version (``0.5.0rc1`` before ``0.5.0``; unparsable ones first)."""
+    from packaging.version import InvalidVersion, Version  # noqa: PLC0415
+
+    try:
+        return (1, Version(v))
+    except InvalidVersion:
+        return (0, Version("0"))
 
 
 @dataclass(frozen=True)

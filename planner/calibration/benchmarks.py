@@ -16,7 +16,8 @@ Input files:
   ``--output-json`` file (relative to the CSV), whose ``tokens_per_second`` is taken;
 - ``.jsonl`` rows of ``bench/data/published.jsonl``'s form (:class:`~seesaw.planner.validation.published.PublishedRun`).
 
-Every run must use one GPU type: a profile describes one device.
+Every run must use one GPU type: a profile describes one device. A single run fits ``memory_efficiency``
+alone (most runs are decode-bound).
 """
 from __future__ import annotations
 
@@ -59,8 +60,12 @@ def _csv_runs(path: Path) -> list[BenchmarkRun]:
     out = []
     for i, r in enumerate(rows, 2):
         if r.get("vllm_json"):
-            result = json.loads((path.parent / r["vllm_json"]).read_text())
-            metric, value = "tokens_per_s", float(result["tokens_per_second"])
+            try:
+                result = json.loads((path.parent / r["vllm_json"]).read_text())
+                metric, value = "tokens_per_s", float(result["tokens_per_second"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise InputError(f"line {i}: vllm_json", f"cannot read tokens_per_second from "
+                                 f"'{r['vllm_json']}': {e}", src) from None
         else:
             metric = METRICS.get((r.get("metric") or "").strip())
             if metric is None:
@@ -93,6 +98,14 @@ def load_runs(path: str | Path) -> list[BenchmarkRun]:
     raise InputError("--from-benchmarks", f"'{path}' is neither a .csv nor a .jsonl file")
 
 
+def _gpus(run: BenchmarkRun) -> int:
+    """The GPU count of a run's ``NxGPU`` cluster; InputError naming the run otherwise."""
+    head, sep, tail = run.cluster.lower().partition("x")
+    if not (sep and head.isdigit() and int(head) > 0 and tail):
+        raise InputError(f"{run.label}: cluster", f"'{run.cluster}' is not NxGPU (e.g. 8xH100-SXM)")
+    return int(head)
+
+
 @dataclass(frozen=True)
 class BenchmarkFit:
     """The fitted entry (a catalog entry mapping), the terms before and after, per-run predictions."""
@@ -122,7 +135,7 @@ class _Predictor:
         self.runs, self.base = runs, base
         self.items = []
         for r in runs:
-            n = int(r.cluster.lower().split("x", 1)[0])
+            n = _gpus(r)
             lay = Layout.parse(r.layout, field="layout")
             if lay.world_size != n:
                 raise InputError(f"{r.label}: layout", f"{r.layout} uses {lay.world_size} GPUs, the cluster has {n}")
@@ -172,6 +185,8 @@ def fit_benchmarks(runs: list[BenchmarkRun], source: str = "the benchmark file")
 
     if not runs:
         raise InputError("--from-benchmarks", "no runs in the file")
+    for r in runs:
+        _gpus(r)
     gpus = {r.cluster.lower().split("x", 1)[1] for r in runs}
     if len({get_gpu(g).name for g in gpus}) != 1:
         raise InputError("--from-benchmarks", f"the runs use several GPU types ({', '.join(sorted(gpus))}); "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from seesaw.ir.errors import InputError
 
@@ -115,6 +115,18 @@ class GPUSpec(BaseModel):
         "measured all-gather time inside a node: ranks -> ((gathered bytes, microseconds), ...)"))
     source: dict[str, str] = Field(default_factory=dict, description="figure group -> where it came from")
 
+    @field_validator("allreduce_us", "allgather_us")
+    @classmethod
+    def _curves_ascend(cls, curves: dict) -> dict:
+        for ranks, points in curves.items():
+            if ranks < 2 or not points:
+                raise ValueError(f"ranks {ranks}: a curve needs 2 or more ranks and at least one point")
+            if any(b <= 0 or t <= 0 for b, t in points):
+                raise ValueError(f"ranks {ranks}: bytes and microseconds must be positive")
+            if any(b1 <= b0 for (b0, _), (b1, _) in zip(points, points[1:])):
+                raise ValueError(f"ranks {ranks}: bytes must be strictly ascending")
+        return curves
+
     def __hash__(self) -> int:  # frozen and hashable despite the ``source`` dict (usable as a cache key)
         return hash((type(self), self.name, self.memory_gb, self.bf16_tflops, self.memory_gb_per_s))
 
@@ -122,7 +134,7 @@ class GPUSpec(BaseModel):
         """Seconds of a measured collective (``allreduce_us`` or ``allgather_us``) of ``nbytes`` over
         ``ranks`` ranks, interpolated log-log between the measured sizes (below the smallest: its time; above
         the largest: the last interval's time per byte); None when that rank count was not measured."""
-        points = getattr(self, field).get(ranks)
+        points = getattr(self, field).get(ranks)  # bytes ascending, times positive (validated)
         if not points:
             return None
         if nbytes <= points[0][0]:
@@ -132,7 +144,7 @@ class GPUSpec(BaseModel):
                 f = math.log(nbytes / b0) / math.log(b1 / b0)
                 return t0 * (t1 / t0) ** f * 1e-6
         (b0, t0), (b1, t1) = points[-2:] if len(points) > 1 else (points[0], points[0])
-        slope = (t1 - t0) / (b1 - b0) if b1 > b0 else t1 / b1
+        slope = (t1 - t0) / (b1 - b0) if b1 > b0 and t1 > t0 else t1 / b1  # (measurement noise: never falls)
         return (t1 + slope * (nbytes - b1)) * 1e-6
 
     @property

@@ -50,7 +50,7 @@ _CUSTOM_DEFAULT_SOURCES = {
     "links": "default for custom GPUs: PCIe 16 GiB/s GPU and host links, as the A10 entry",
     "latency": "default for custom GPUs (estimate): 7 us launch + 5 us per hop, as the PCIe entries",
     "host": "default for custom GPUs: 80 GiB host memory per GPU, 8 GPUs per node, as the A10 entry",
-    "efficiency": "planning assumption until calibrated (issue 4)",
+    "efficiency": "planning assumption until calibrated (seesaw-calibrate)",
     "reserve": "default for custom GPUs: 2 GB (estimate within DESIGN.md section 4's 1-3.5 GB)",
 }
 _CUSTOM_GPU_REQUIRED = ("name", "memory_gb", "bf16_tflops", "memory_gb_per_s")

@@ -71,6 +71,9 @@ def _busy_expr(t: PhaseTerms, s: int, n: cp_model.IntVar):
 def _solver(time_limit_s: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
+    # a subproblem's own cap counts CP-SAT's deterministic work, not wall time: the same inputs stop at the
+    # same point whatever else the machine runs (the wall-clock limit only guards the whole search)
+    solver.parameters.max_deterministic_time = SUBPROBLEM_LIMIT_S
     solver.parameters.num_workers = 1  # deterministic: same inputs give the same plan
     solver.parameters.random_seed = 0
     return solver
@@ -211,8 +214,9 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     return status, (objective_ns, pre, dec, pc, dc)
 
 
-#: At most this long on one subproblem (a layout pair or layout), so that one hard pair cannot use up the
-#: whole time limit; a subproblem stopped by it keeps its best point and makes the status FEASIBLE.
+#: At most this much of CP-SAT's deterministic time (about seconds) on one subproblem (a layout pair or
+#: layout), so that one hard pair cannot use up the whole time limit; a subproblem stopped by it keeps its
+#: best point and makes the status FEASIBLE.
 SUBPROBLEM_LIMIT_S = 2.0
 #: Subproblems solved side by side (at most one per core), each CP-SAT model with one worker; a batch's
 #: subproblems all see the bound known before it, so the result does not depend on which finishes first.
@@ -225,7 +229,8 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: 
     incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Keeps the ``keep``
     best subproblem optima; stops once a bound reaches the worst of them (when ``keep`` are known), or
     ``upper_bound`` before that (nothing left can beat it). Each subproblem gets at most
-    :data:`SUBPROBLEM_LIMIT_S` of the time left; up to :data:`SUBPROBLEM_THREADS` are solved at once. OPTIMAL
+    :data:`SUBPROBLEM_LIMIT_S` of CP-SAT's deterministic time (and the wall time left); up to
+    :data:`SUBPROBLEM_THREADS` are solved at once. OPTIMAL
     when every subproblem solved was proven optimal or infeasible within its limit (INFEASIBLE when none beats
     ``upper_bound``)."""
     start = time.perf_counter()
@@ -251,7 +256,7 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: 
             if left <= 0:
                 proven = False
                 break
-            for status, sol in pool.map(lambda d: solve(d, min(left, SUBPROBLEM_LIMIT_S), bound), batch):
+            for status, sol in pool.map(lambda d: solve(d, left, bound), batch):
                 if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
                     proven = False
                 if sol is not None:

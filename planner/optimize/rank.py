@@ -21,6 +21,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
+from seesaw.ir.errors import InputError
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.decision import PhaseBreakdown, Prediction, SeesawPlan, StaticPlan
 from seesaw.planner.hardware.engines import EngineSpec
@@ -40,7 +41,11 @@ def parallel_map(fn, cost: CostModel, items: list) -> list:
     """``[fn(cost, x) for x in items]``, spread over forked worker processes (one per core, at most one per
     item; ``SEESAW_PLAN_WORKERS`` overrides the count) where the platform forks, else in this process."""
     global _JOB
-    workers = min(len(items), int(os.environ.get("SEESAW_PLAN_WORKERS", os.cpu_count() or 1)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        workers = min(len(items), int(os.environ.get("SEESAW_PLAN_WORKERS", cores)))
+    except ValueError:
+        raise InputError("SEESAW_PLAN_WORKERS", f"must be an integer, got {os.environ['SEESAW_PLAN_WORKERS']!r}") from None
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [fn(cost, x) for x in items]
     _JOB = (fn, cost)
@@ -135,12 +140,13 @@ def _engine_run(cost: CostModel, static: StaticPlan, engine: EngineSpec, knobs: 
 
 
 def tune_static(cost: CostModel, static: StaticPlan, engine: EngineSpec, search: bool = True,
-                start: TunedStatic | None = None, stop_after_s: float | None = None) -> TunedStatic | None:
+                start: TunedStatic | None = None, stop_after_s: float | None = None,
+                max_model_len: int | None = None) -> TunedStatic | None:
     """The engine's default knobs on ``static``'s layout (or ``start``, already simulated) and, with
     ``search``, the coordinate search of the module docstring (each try stops once it is slower than the
     best so far); None when even the defaults cannot start or pass ``stop_after_s``."""
     if start is None:
-        knobs = EngineKnobs.defaults(engine, cost.cluster.gpu, cost.workload.max_seq_len)
+        knobs = EngineKnobs.defaults(engine, cost.cluster.gpu, max_model_len or cost.workload.max_seq_len)
         first = _engine_run(cost, static, engine, knobs, stop_after_s)
         if first is None:
             return None
@@ -155,8 +161,9 @@ def tune_static(cost: CostModel, static: StaticPlan, engine: EngineSpec, search:
                     cur = best[0]
                     value = int(getattr(cur, field) * factor)
                     nxt = replace(cur, **{field: value})
+                    longest = max_model_len or cost.workload.max_seq_len
                     if (not lo <= value <= hi or nxt.max_num_batched_tokens < nxt.max_num_seqs
-                            or (not nxt.enable_chunked_prefill and nxt.max_num_batched_tokens < cost.workload.max_seq_len)):
+                            or (not nxt.enable_chunked_prefill and nxt.max_num_batched_tokens < longest)):
                         break
                     tried += 1
                     got = _engine_run(cost, static, engine, nxt, best[2].wall_s)
@@ -164,7 +171,7 @@ def tune_static(cost: CostModel, static: StaticPlan, engine: EngineSpec, search:
                         break
                     best, moved = (nxt, *got), True
                 if moved:
-                    break  # this direction improved: the other cannot
+                    break  # this direction improved: the other is not tried
     knobs, blocks, run = best
     return TunedStatic(knobs, blocks, run, tried)
 
@@ -183,9 +190,12 @@ def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, 
     parallel); fastest first. Candidates whose engine cannot start are dropped. A long trace does both on its
     first requests (:func:`screening_cost`) and simulates only the tuned ones over the whole trace."""
     screen = screening_cost(cost) or cost
-    defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False), screen, statics)
+    longest = cost.workload.max_seq_len  # the whole trace's, also when screening on its first requests
+    defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False, max_model_len=longest), screen,
+                            statics)
     first = sorted(((s, t) for s, t in zip(statics, defaults) if t is not None), key=lambda st: st[1].run.wall_s)
-    tuned = parallel_map(lambda c, st: tune_static(c, st[0], engine, search=True, start=st[1]), screen, first[:tune])
+    tuned = parallel_map(lambda c, st: tune_static(c, st[0], engine, search=True, start=st[1], max_model_len=longest),
+                         screen, first[:tune])
     if screen is cost:
         out = [simulated_static(cost, s, t, engine) for (s, _), t in zip(first, tuned)]
         out += [simulated_static(cost, s, t, engine) for s, t in first[tune:]]

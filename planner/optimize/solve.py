@@ -92,7 +92,8 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
     status = "OPTIMAL" if statuses <= {"OPTIMAL", "INFEASIBLE"} else "FEASIBLE"
     seconds = static_res.seconds + (res.seconds if res else 0.0)
     if simulate and statics:
-        statics = rank_static(cost, statics, engine_spec) or statics
+        # only engines that can start count as a baseline (none: vLLM would refuse every layout)
+        statics = rank_static(cost, statics, engine_spec)
     best_static = statics[0] if statics else None
     seesaws = []
     if res is not None:

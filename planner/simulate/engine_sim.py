@@ -9,10 +9,10 @@ Tuning"):
   last one's prompt chunked to the budget (chunked prefill);
 - the KV cache is paged in blocks of ``block_size`` tokens, allocated as tokens are computed, in the
   memory the engine may use (``gpu_memory_utilization`` of the device, less the weights, the activation
-  peak of a full step and the non-torch reserve; :func:`engine_kv_blocks`); a request that cannot get a
-  block preempts the most recently admitted request (recompute: its KV is dropped and it re-enters the
-  queue with its prompt and the tokens generated so far as its new prompt), and nothing is admitted in a
-  step that preempted;
+  peak of a full step and the non-torch reserve; :func:`engine_kv_blocks`); a decoding request that cannot
+  get a block preempts the most recently admitted request, a prompt chunk the most recently admitted
+  prefilling one (recompute: its KV is dropped and it re-enters the queue with its prompt and the tokens
+  generated so far as its new prompt), and nothing is admitted in a step that preempted;
 - under PP, ``pp`` batches are in flight (vLLM's batch queue); requests of an in-flight batch wait for its
   result, so the decoding requests form ``pp`` cohorts that take turns;
 - each step pays the engine's host time (scheduling, input preparation, sampling bookkeeping) on top of
@@ -251,6 +251,25 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
             budget -= c
         return chunks, budget
 
+    def preempt_prefilling() -> bool:
+        """Preempt the most recently admitted prefilling request not in flight (a chunk that finds no block
+        frees one, as vLLM preempts from the end of its running list); False when there is none."""
+        nonlocal free, running
+        for r in reversed(prefilling):
+            if not r.inflight:
+                prefilling.remove(r)
+                order.remove(r)
+                free += r.blocks
+                r.blocks = r.computed = 0
+                r.target = r.prompt + r.out_done
+                r.alive += 1
+                r.state = "waiting"
+                running -= 1
+                waiting.appendleft(r)
+                run.preemptions += 1
+                return True
+        return False
+
     def schedule(g: int) -> bool:
         """Form cohort ``g``'s next batch and put it in flight; False when there is nothing to run."""
         nonlocal free
@@ -271,14 +290,16 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
         ctx = co.base[g] + n_dec * a
         budget = knobs.max_num_batched_tokens - n_dec
         chunks: list[tuple[_Req, int]] = []
-        for r in prefilling if knobs.enable_chunked_prefill else ():
+        for r in list(prefilling) if knobs.enable_chunked_prefill else ():
             if budget <= 0:
                 break
-            if r.inflight:
+            if r.inflight or r.state != "prefilling":
                 continue
             c = min(r.target - r.computed, budget)
             extra = 0 if reserve else blocks_for(r.computed + c) - r.blocks
-            if extra > free:
+            while extra > free and preempt_prefilling():
+                preempted = True
+            if r.state != "prefilling" or extra > free:
                 break
             free -= extra
             r.blocks += extra

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SimRun:
-    """One simulated run: wall time and the engine's phase breakdown (s) of the slowest replica, and counts
-    summed over replicas."""
+    """One simulated run: wall time and the phase breakdown (s) of the slowest replica (its parts add up to
+    its wall time; the runtime's metrics take each phase's maximum over replicas instead), transitions per
+    replica (the most of any), the other counts summed over replicas."""
 
     wall_s: float = 0.0
     prefill_s: float = 0.0
@@ -40,7 +41,8 @@ class SimRun:
         if rep.wall_s >= self.wall_s:
             self.wall_s, self.prefill_s, self.decode_s, self.transition_s = (
                 rep.wall_s, rep.prefill_s, rep.decode_s, rep.transition_s)
+        self.transitions = max(self.transitions, rep.transitions)  # per replica, as the runtime counts them
         self.stopped |= rep.stopped
-        for key in ("prefill_batches", "decode_steps", "transitions", "swap_in_tokens", "preemptions", "refused",
+        for key in ("prefill_batches", "decode_steps", "swap_in_tokens", "preemptions", "refused",
                     "requests", "prompt_tokens", "output_tokens"):
             setattr(self, key, getattr(self, key) + getattr(rep, key))

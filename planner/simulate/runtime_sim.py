@@ -13,7 +13,8 @@ out), so its decisions are the runtime's decisions on the same requests; only th
 - outputs have the trace's lengths (EOS ignored, as benchmark runs do).
 
 Time is charged to phases as the engine charges it (each returned action: the time since the replica's
-previous completion, or since it became busy), so the phase breakdown is comparable with a run's metrics.
+previous completion, or since it became busy), so one replica's phase breakdown is comparable with the
+same replica's in a run's metrics.
 Decode costs ``O(1)`` per step plus the sequences that join or finish: each decode group's context sum and
 finishing steps are kept in aggregate.
 """

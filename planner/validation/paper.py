@@ -99,7 +99,7 @@ def plan_cell(cell: PaperCell, simulate: bool = True) -> CellResult:
     cluster = build_cluster(gpu, cell.num_gpus, "paper", f"Seesaw paper section 6.1 ({cell.num_gpus}x{gpu.name})",
                             host_memory_gb=PAPER_HOST_MEMORY_GB_PER_GPU * min(cell.num_gpus, gpu.gpus_per_node))
     cfg, wl = load_model_config(cell.seesaw_model), load_workload(cell.workload)
-    closed = plan(cfg, cluster, wl, simulate=False)
+    closed = plan(cfg, cluster, wl, simulate=False, engine=PAPER_ENGINE)
     p = plan(cfg, cluster, wl, simulate=simulate, engine=PAPER_ENGINE) if simulate else closed
 
     def speedup(q) -> float:

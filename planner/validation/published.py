@@ -24,14 +24,21 @@ from seesaw.planner.validation.metrics import kendall_tau
 Metric = Literal["output_tokens_per_s", "total_tokens_per_s", "requests_per_s"]
 def engine_model(engine: str, version: str | None) -> str:
     """The engine entry (``engines.yaml``) that models a row's engine and version: vLLM before 0.6 is the V0
-    engine with synchronous output processing, 0.6-0.7 V0 with it asynchronous, later V1; SGLang's scheduler
-    is V1's in kind (chunked prefill under a token budget, paged KV, preemption by recompute)."""
+    engine with synchronous output processing, 0.6-0.7 V0 with it asynchronous, 0.8-0.11 V1 with synchronous
+    scheduling, later V1 with asynchronous scheduling; SGLang's scheduler is V1's in kind (chunked prefill
+    under a token budget, paged KV, preemption by recompute), synchronous before its 0.4."""
     if engine == "trtllm":
         return "trtllm"
-    found = re.search(r"\b0\.(\d+)", version or "") if engine == "vllm" else None
-    if found:
-        minor = int(found.group(1))
-        return "vllm-v0" if minor < 6 else "vllm-v0.6" if minor < 8 else "vllm"
+    found = re.search(r"\b(\d+)\.(\d+)", version or "")
+    major, minor = (int(found.group(1)), int(found.group(2))) if found else (None, None)
+    if major is not None and major >= 1:
+        return "vllm"  # both engines' 1.x releases schedule asynchronously
+    if engine not in ("vllm", "sglang"):
+        return "vllm"  # an engine without an entry of its own: vLLM's current scheduler
+    if engine == "sglang":  # a row without a version is an early (2024) release, before 0.4's overlap
+        return "vllm-v1-sync" if minor is None or minor < 4 else "vllm"
+    if engine == "vllm" and minor is not None:
+        return "vllm-v0" if minor < 6 else "vllm-v0.6" if minor < 8 else "vllm-v1-sync" if minor < 12 else "vllm"
     return "vllm"
 
 

@@ -134,3 +134,11 @@ def test_replica_left_in_decode_transitions_to_prefill_first():
         if first == "transition":
             assert act.target == "prefill"
 
+
+
+def test_thresholds_that_would_switch_phases_without_decoding_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="must be below the prefill->decode threshold"):
+        _policy(prefill_to_decode_threshold_tokens=10, decode_to_prefill_threshold_tokens=10)
+    _policy(use_buffer=False, prefill_to_decode_threshold_tokens=0, decode_to_prefill_threshold_tokens=0)

@@ -160,3 +160,10 @@ def test_driver_device_names_match_their_entry(device_name, entry):
 
 def test_unknown_device_name_matches_nothing():
     assert match_device_name("NVIDIA GeForce RTX 4090") is None
+
+
+@pytest.mark.parametrize("curve, problem", [({2: [[1024, 5.0], [1024, 6.0]]}, "strictly ascending"),
+                                            ({2: [[1024, 0.0]]}, "positive"), ({1: [[1024, 5.0]]}, "2 or more")])
+def test_bad_measured_curves_are_refused(curve, problem):
+    with pytest.raises(ValidationError, match=problem):
+        GPUSpec(name="x", memory_gb=1, bf16_tflops=1, memory_gb_per_s=1, allreduce_us=curve)

@@ -124,3 +124,11 @@ def test_kv_fraction_of_free_memory_leaves_more_for_a_tight_model():
     cost = CostModel(load_model_config("llama-3-70b"), load_cluster("2xH100-SXM"), Workload("w", (8,), (8,)))
     lay, knobs = Layout.parse("tp2"), EngineKnobs()
     assert engine_kv_blocks(cost, lay, (80,), knobs, "free") > 2 * engine_kv_blocks(cost, lay, (80,), knobs, "total")
+
+
+def test_prompt_chunks_that_find_no_block_preempt_a_prefilling_request():
+    """Two PP cohorts each holding a partly prefilled long prompt can fill the cache with no decoding request
+    to preempt: a chunk then preempts the latest prefilling request, and every request still completes."""
+    run = _run(EngineKnobs(max_num_seqs=8, max_num_batched_tokens=512), 100, [1500] * 3, [10] * 3,
+               layout="pp2", counts=(16, 16))
+    assert run.output_tokens == 30 and run.preemptions > 0

@@ -39,7 +39,9 @@ def test_rows_cover_pcie_nvlink_and_same_machine_layout_comparisons(rows):
 
 @pytest.mark.parametrize("engine, version, model", [
     ("vllm", "0.2.7", "vllm-v0"), ("vllm", "main @ 2024-08-04 (~0.5.3.post1/0.5.4 dev)", "vllm-v0"),
-    ("vllm", "0.6.6", "vllm-v0.6"), ("vllm", "0.11.0", "vllm"), ("sglang", "0.3.0", "vllm"),
+    ("vllm", "0.6.6", "vllm-v0.6"), ("vllm", "0.11.0", "vllm-v1-sync"), ("vllm", "0.14.1", "vllm"),
+    ("sglang", "0.3.0", "vllm-v1-sync"), ("sglang", "0.5.2", "vllm"), ("vllm", "1.0.0", "vllm"),
+    ("sglang", "srt (early 2024, version not stated)", "vllm-v1-sync"),
     ("trtllm", "0.14.0", "trtllm")])
 def test_engine_model_follows_the_version(engine, version, model):
     assert engine_model(engine, version) == model
