@@ -10,9 +10,10 @@ Tuning"):
 - the KV cache is paged in blocks of ``block_size`` tokens, allocated as tokens are computed, in the
   memory the engine may use (``gpu_memory_utilization`` of the device, less the weights, the activation
   peak of a full step and the non-torch reserve; :func:`engine_kv_blocks`); a decoding request that cannot
-  get a block preempts the most recently admitted request, a prompt chunk the most recently admitted
-  prefilling one (recompute: its KV is dropped and it re-enters the queue with its prompt and the tokens
-  generated so far as its new prompt), and nothing is admitted in a step that preempted;
+  get a block preempts the most recently admitted request, and a prompt chunk that finds none while
+  nothing is in flight (so waiting would free none) the most recently admitted prefilling one
+  (recompute: its KV is dropped and it re-enters the queue with its prompt and the tokens generated so
+  far as its new prompt); nothing is admitted in a step that preempted;
 - under PP, ``pp`` batches are in flight (vLLM's batch queue); requests of an in-flight batch wait for its
   result, so the decoding requests form ``pp`` cohorts that take turns;
 - each step pays the engine's host time (scheduling, input preparation, sampling bookkeeping) on top of
@@ -297,7 +298,8 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
                 continue
             c = min(r.target - r.computed, budget)
             extra = 0 if reserve else blocks_for(r.computed + c) - r.blocks
-            while extra > free and preempt_prefilling():
+            # with nothing in flight no block will come free by waiting: make room (else wait for them)
+            while extra > free and not inflight and preempt_prefilling():
                 preempted = True
             if r.state != "prefilling" or extra > free:
                 break
