@@ -16,6 +16,7 @@ from ortools.sat.python import cp_model
 
 from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
+from seesaw.planner.optimize.cpsat_run import solve_model
 from seesaw.planner.optimize.objective import evaluate_seesaw, evaluate_static
 from seesaw.planner.optimize.result import SearchResult
 from seesaw.planner.optimize.terms import PhaseTerms, host_buffer_max_tokens, stage_of
@@ -63,20 +64,21 @@ def _add_phase_time(model, parts: _Partitions, tag: str, opts: list[tuple[cp_mod
     return total
 
 
+def _least_times_last(model: cp_model.CpModel, choices, partition, times) -> None:
+    """Search order: the batch options, then the stage sizes, then every time variable at its least value.
+
+    The time variables are only bounded from below; left to the default search, one worker may fix one
+    above its bound and then walk the objective down one nanosecond per solution (see
+    :mod:`seesaw.planner.optimize.cpsat_run`, which also tries the default order).
+    """
+    model.AddDecisionStrategy(choices, cp_model.CHOOSE_FIRST, cp_model.SELECT_MAX_VALUE)
+    model.AddDecisionStrategy(partition, cp_model.CHOOSE_MIN_DOMAIN_SIZE, cp_model.SELECT_MIN_VALUE)
+    model.AddDecisionStrategy(times, cp_model.CHOOSE_FIRST, cp_model.SELECT_MIN_VALUE)
+
+
 def _busy_expr(t: PhaseTerms, s: int, n: cp_model.IntVar):
     const = t.ws_fixed_bytes + t.end_weight_bytes(s) + (t.ws_last_bytes if t.last(s) else 0)
     return n * (t.layer_weight_bytes + t.ws_layer_bytes) + const
-
-
-def _solver(time_limit_s: float) -> cp_model.CpSolver:
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    # a subproblem's own cap counts CP-SAT's deterministic work, not wall time: the same inputs stop at the
-    # same point whatever else the machine runs (the wall-clock limit only guards the whole search)
-    solver.parameters.max_deterministic_time = SUBPROBLEM_LIMIT_S
-    solver.parameters.num_workers = 1  # deterministic: same inputs give the same plan
-    solver.parameters.random_seed = 0
-    return solver
 
 
 def _exact_objective(solver: cp_model.CpSolver, status: int, exact) -> tuple[int, int]:
@@ -200,10 +202,11 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     objective = t_pre + t_dec + trans + e_out + e_in
     if upper_bound is not None:
         model.Add(objective < upper_bound)  # only strictly better pairs are of interest
+    _least_times_last(model, [v for v, _ in ys] + [v for v, _ in xs], [*n_pre, *n_dec],
+                      [t_pre, t_dec, r_pre, r_dec, s_out, s_in, buffer, trans, e_out, e_in])
     model.Minimize(objective)
 
-    solver = _solver(time_limit_s)
-    status = solver.Solve(model)
+    status, solver = solve_model(model, time_limit_s)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, None
     pre = next(t for sel, t in ys if solver.Value(sel))
@@ -214,10 +217,6 @@ def _solve_pair(cost: CostModel, pre_opts: list[PhaseTerms], dec_opts: list[Phas
     return status, (objective_ns, pre, dec, pc, dc)
 
 
-#: At most this much of CP-SAT's deterministic time (about seconds) on one subproblem (a layout pair or
-#: layout), so that one hard pair cannot use up the whole time limit; a subproblem stopped by it keeps its
-#: best point and makes the status FEASIBLE.
-SUBPROBLEM_LIMIT_S = 2.0
 #: Subproblems solved side by side (at most one per core), each CP-SAT model with one worker; a batch's
 #: subproblems all see the bound known before it, so the result does not depend on which finishes first.
 SUBPROBLEM_THREADS = 2
@@ -229,10 +228,9 @@ def _solve_in_bound_order(subproblems, solve, time_limit_s: float, upper_bound: 
     incumbent)`` returns ``(status, (objective, pre, dec, pcounts, dcounts) | None)``. Keeps the ``keep``
     best subproblem optima; stops once a bound reaches the worst of them (when ``keep`` are known), or
     ``upper_bound`` before that (nothing left can beat it). Each subproblem gets at most
-    :data:`SUBPROBLEM_LIMIT_S` of CP-SAT's deterministic time (and the wall time left); up to
-    :data:`SUBPROBLEM_THREADS` are solved at once. OPTIMAL
-    when every subproblem solved was proven optimal or infeasible within its limit (INFEASIBLE when none beats
-    ``upper_bound``)."""
+    :data:`~seesaw.planner.optimize.cpsat_run.SUBPROBLEM_LIMIT_S` of CP-SAT's deterministic time (and the
+    wall time left); up to :data:`SUBPROBLEM_THREADS` are solved at once. OPTIMAL when every subproblem
+    solved was proven optimal or infeasible within its limit (INFEASIBLE when none beats ``upper_bound``)."""
     start = time.perf_counter()
     top: list = []
     proven = True
@@ -316,9 +314,9 @@ def _solve_layout_static(cost: CostModel, opts: list[PhaseTerms], time_limit_s: 
     total = _add_phase_time(model, parts, "s", sels, num_layers)
     if upper_bound is not None:
         model.Add(total < upper_bound)
+    _least_times_last(model, [v for v, _ in sels], n, [total])
     model.Minimize(total)
-    solver = _solver(time_limit_s)
-    status = solver.Solve(model)
+    status, solver = solve_model(model, time_limit_s)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, None
     t = next(t for sel, t in sels if solver.Value(sel))
