@@ -88,7 +88,8 @@ def simulate_seesaw_plan(cost: CostModel, plan: SeesawPlan,
 
 
 #: A trace of more than twice this many requests screens its candidates on its first this many (the shipped
-#: traces are shuffled), and simulates only the ``FINALISTS`` fastest of them over the whole trace.
+#: traces are shuffled), and simulates only the ``FINALISTS`` fastest of them over the whole trace; the
+#: screening stops a candidate once it is slower than the first ``FINALISTS`` (:func:`screen`).
 SCREEN_REQUESTS = 3000
 FINALISTS = 2
 
@@ -103,13 +104,24 @@ def screening_cost(cost: CostModel) -> CostModel | None:
                      cost.engine)
 
 
+def screen(run, cost: CostModel, items: list, keep: int, wall_of) -> list:
+    """``[run(cost, x, None) for x in items]`` as far as it decides the ``keep`` fastest: the first ``keep``
+    items (the search's best by the closed form) run to the end, then the rest, each stopped (``run``
+    returns None) once its clock passes the slowest of those; one stopped could not be among the ``keep``
+    fastest. ``wall_of(result)``: a result's simulated wall time (s)."""
+    head = parallel_map(lambda c, x: run(c, x, None), cost, items[:keep])
+    walls = [wall_of(h) for h in head if h is not None]
+    stop = max(walls) if len(walls) >= keep else None
+    return head + parallel_map(lambda c, x: run(c, x, stop), cost, items[keep:])
+
+
 def rank_seesaw(cost: CostModel, plans: list[SeesawPlan], beat_s: float | None = None) -> list[SeesawPlan]:
     """The candidates simulated (in parallel), fastest first; each simulation stops once it passes
     ``beat_s`` (the best static plan's time), so only the ones that finish are kept. A long trace screens
     the candidates on its first requests first (:func:`screening_cost`)."""
-    screen = screening_cost(cost)
-    if screen is not None and len(plans) > FINALISTS:
-        first = parallel_map(lambda c, p: simulate_seesaw_plan(c, p), screen, plans)
+    screen_cost = screening_cost(cost)
+    if screen_cost is not None and len(plans) > FINALISTS:
+        first = screen(simulate_seesaw_plan, screen_cost, plans, FINALISTS, lambda got: got[1].wall_s)
         order = sorted((i for i, got in enumerate(first) if got is not None), key=lambda i: first[i][1].wall_s)
         plans = [plans[i] for i in order[:FINALISTS]]
     done = parallel_map(lambda c, p: simulate_seesaw_plan(c, p, beat_s), cost, plans)
@@ -189,14 +201,20 @@ def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, 
     """Every static candidate simulated with the engine's defaults, the ``tune`` best of those tuned (both in
     parallel); fastest first. Candidates whose engine cannot start are dropped. A long trace does both on its
     first requests (:func:`screening_cost`) and simulates only the tuned ones over the whole trace."""
-    screen = screening_cost(cost) or cost
+    screen_cost = screening_cost(cost)
     longest = cost.workload.max_seq_len  # the whole trace's, also when screening on its first requests
-    defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False, max_model_len=longest), screen,
-                            statics)
+    if screen_cost is None:
+        screen_cost = cost
+        defaults = parallel_map(lambda c, s: tune_static(c, s, engine, search=False, max_model_len=longest), cost,
+                                statics)
+    else:  # only the tuned ones go on to the whole trace: the others may stop early
+        defaults = screen(lambda c, s, stop: tune_static(c, s, engine, search=False, stop_after_s=stop,
+                                                         max_model_len=longest),
+                          screen_cost, statics, tune, lambda t: t.run.wall_s)
     first = sorted(((s, t) for s, t in zip(statics, defaults) if t is not None), key=lambda st: st[1].run.wall_s)
     tuned = parallel_map(lambda c, st: tune_static(c, st[0], engine, search=True, start=st[1], max_model_len=longest),
-                         screen, first[:tune])
-    if screen is cost:
+                         screen_cost, first[:tune])
+    if screen_cost is cost:
         out = [simulated_static(cost, s, t, engine) for (s, _), t in zip(first, tuned)]
         out += [simulated_static(cost, s, t, engine) for s, t in first[tune:]]
     else:
