@@ -103,23 +103,43 @@ def as_static_choice(s: StaticPlan, solver: SolverInfo, notes: tuple[str, ...]) 
                       prediction=s.prediction, best_static=s, solver=solver, notes=notes)
 
 
-def min_memory_shortfall(cost: CostModel) -> str:
-    """One line saying by how much the model misses the GPUs' memory in its most frugal layout."""
+def layout_need_bytes(cost: CostModel, lay) -> int:
+    """Bytes the fullest GPU needs in ``lay`` with near-even stages and the smallest decode batch (one
+    sequence per micro-batch): weights, workspace and that batch's KV cache."""
     from seesaw.planner.optimize.terms import decode_terms  # noqa: PLC0415
 
-    best = None
-    for dp in cost.dp_degrees() or [1]:
-        for lay in cost.layouts(dp):
-            q, r = divmod(cost.cfg.num_hidden_layers, lay.pp)
-            counts = tuple([q + 1] * r + [q] * (lay.pp - r))
-            t = decode_terms(cost, lay, max(1, lay.pp))
-            need = max(t.busy_bytes(s, n) + n * t.kv_layer_bytes for s, n in enumerate(counts))
-            best = need if best is None else min(best, need)
-    cap = cost.device_capacity_bytes
+    q, r = divmod(cost.cfg.num_hidden_layers, lay.pp)
+    counts = tuple([q + 1] * r + [q] * (lay.pp - r))
+    t = decode_terms(cost, lay, max(1, lay.pp))
+    return max(t.busy_bytes(s, n) + n * t.kv_layer_bytes for s, n in enumerate(counts))
+
+
+def _usable(cost: CostModel) -> str:
     gpu = cost.cluster.gpu
-    if best is None:
+    return (f"{cost.device_capacity_bytes / 1e9:.1f} GB usable per GPU: {gpu.memory_fraction:g} of {gpu.memory_gb:g} GB "
+            f"less {gpu.runtime_reserve_gb:g} GB reserve")
+
+
+def min_memory_shortfall(cost: CostModel) -> str:
+    """One line saying by how much the model misses the GPUs' memory in its most frugal layout."""
+    needs = [layout_need_bytes(cost, lay) for dp in cost.dp_degrees() or [1] for lay in cost.layouts(dp)]
+    gpu = cost.cluster.gpu
+    if not needs:
         return f"no valid layout of {cost.cfg.name} on {cost.cluster.num_gpus}x{gpu.name}"
+    best, cap = min(needs), cost.device_capacity_bytes
     return (f"{cost.cfg.name} does not fit on {cost.cluster.num_gpus}x{gpu.name}: the smallest layout needs "
-            f"{best / 1e9:.1f} GB per GPU but {cap / 1e9:.1f} GB are usable "
-            f"({gpu.memory_fraction:g} of {gpu.memory_gb:g} GB less {gpu.runtime_reserve_gb:g} GB reserve): "
-            f"short by {(best - cap) / 1e9:.1f} GB")
+            f"{best / 1e9:.1f} GB per GPU, short by {(best - cap) / 1e9:.1f} GB ({_usable(cost)})")
+
+
+def pinned_shortfall(cost: CostModel, pins: dict[str, object]) -> str:
+    """Why no plan keeps the pinned layouts (``{"--prefill": layout, ...}``): each pin that cannot hold the
+    model even at the smallest batch, by how much; otherwise the pair together (the decode layout's KV cache
+    must also fit beside the prefill layout's weights on every GPU)."""
+    cap = cost.device_capacity_bytes
+    short = [f"{field} {lay}: {cost.cfg.name} needs {need / 1e9:.1f} GB per GPU, short by {(need - cap) / 1e9:.1f} GB"
+             for field, lay in pins.items() if lay is not None
+             for need in [layout_need_bytes(cost, lay)] if need > cap]
+    if short:
+        return "; ".join(short) + f" ({_usable(cost)})"
+    return (f"{' and '.join(f'{f} {lay}' for f, lay in pins.items() if lay is not None)} each fit alone, but no "
+            f"batch sizes and stages keep the prefill weights and the decode KV cache within memory ({_usable(cost)})")

@@ -17,7 +17,8 @@ from seesaw.planner.decision import SeesawPlan, SolverInfo
 from seesaw.planner.hardware import Cluster
 from seesaw.planner.hardware.engines import get_engine
 from seesaw.planner.optimize import cpsat, exhaustive
-from seesaw.planner.optimize.candidates import as_static_choice, min_memory_shortfall, seesaw_plan, static_plan
+from seesaw.planner.optimize.candidates import (as_static_choice, min_memory_shortfall, pinned_shortfall, seesaw_plan,
+                                                static_plan)
 from seesaw.planner.optimize.rank import rank_seesaw, rank_static
 from seesaw.planner.optimize.space import SearchOptions, SearchSpace
 from seesaw.planner.optimize.terms import PhaseTerms, decode_terms, prefill_terms, static_terms
@@ -82,11 +83,18 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
         statuses.add(res.status)
         if res.objective_ns is None:
             res = None
+    if res is None and pinned and not options.static:
+        # a pin is a constraint: never replaced by the best static layout
+        if "UNKNOWN" in statuses:
+            raise InputError("--time-limit", f"the solver found no plan within {time_limit_s:g} s; allow more time")
+        raise InputError("--prefill/--decode", "no plan keeps the pinned layouts: "
+                         + pinned_shortfall(cost, {"--prefill": space.prefill_pin, "--decode": space.decode_pin}))
     if res is None and not statics:
         if "UNKNOWN" in statuses:
             raise InputError("--time-limit", f"the solver found no plan within {time_limit_s:g} s; allow more time")
         if pinned:
-            raise InputError("--prefill/--decode", f"no plan with the pinned layouts fits: {min_memory_shortfall(cost)}")
+            raise InputError("--prefill/--decode", "no plan keeps the pinned layouts: "
+                             + pinned_shortfall(cost, {"--prefill": space.prefill_pin, "--decode": space.decode_pin}))
         raise InputError("model", min_memory_shortfall(cost))
 
     status = "OPTIMAL" if statuses <= {"OPTIMAL", "INFEASIBLE"} else "FEASIBLE"

@@ -109,6 +109,18 @@ def test_impossible_pins_are_input_errors(llama70b, sharegpt):
              SearchOptions(prefill=Layout.parse("tp3pp2")))
 
 
+@pytest.mark.parametrize("pins, static", [(("dp8", "dp8"), False), (("dp8", None), False), ((None, "dp8"), False),
+                                          (("dp8", None), True)])
+def test_a_pin_that_does_not_fit_is_refused_never_replaced(llama70b, sharegpt, pins, static):
+    """A pinned layout is a constraint: with no plan that keeps it, the planner says by how much memory the
+    pinned phase misses, instead of returning the best static layout."""
+    prefill, decode = (Layout.parse(x) if x else None for x in pins)
+    with pytest.raises(InputError, match=r"pinned layouts: --(prefill|decode) dp8: llama-2-70b needs \d+\.\d GB "
+                                         r"per GPU, short by \d+\.\d GB") as err:
+        plan(llama70b, load_cluster("8xA10"), load_workload("sharegpt:200"), SearchOptions(prefill, decode, static))
+    assert err.value.field == "--prefill/--decode"
+
+
 def test_model_that_cannot_fit_names_the_shortfall(llama70b, sharegpt):
     with pytest.raises(InputError, match=r"short by \d+\.\d GB"):
         plan(llama70b, load_cluster("2xA10"), sharegpt)
