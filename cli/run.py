@@ -65,7 +65,7 @@ def _prepare(plan: Path, prompts: Path, checkpoint: Path, chat: bool, max_tokens
     """Validate every input before any work: plan, prompts, checkpoint fingerprint, tokenization."""
     from seesaw.codegen.validate import validate_plan_file  # noqa: PLC0415
     from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
-    from seesaw.runtime.requests import read_prompts  # noqa: PLC0415
+    from seesaw.runtime.requests import check_token_ids, read_prompts  # noqa: PLC0415
     from seesaw.schedule.replica import Sequence  # noqa: PLC0415
 
     exec_plan = validate_plan_file(plan)
@@ -73,6 +73,7 @@ def _prepare(plan: Path, prompts: Path, checkpoint: Path, chat: bool, max_tokens
     folder = prepare_checkpoint(checkpoint)
     ckpt = Checkpoint(folder)
     check_fingerprint(ckpt, exec_plan.model.fingerprint)
+    check_token_ids(lines, int(exec_plan.model.fingerprint["vocab_size"]), prompts)
     tok, ids = _tokenize(lines, folder, chat)
     limit = int(ckpt.config.get("max_position_embeddings", 1 << 30))
     seqs = []

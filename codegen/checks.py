@@ -246,6 +246,28 @@ def _check_summary(plan: ExecutionPlan) -> None:
                              f"predicted_tokens_per_s / best_static.predicted_tokens_per_s = {want!r}")
 
 
+def _check_schedule(plan: ExecutionPlan) -> None:
+    """Batch caps the runtime can run (at least one sequence and one token per step) and switch thresholds
+    the scheduler accepts: prefill->decode inside the host buffer (0 means the whole buffer, as the runtime
+    reads it) and decode->prefill below it."""
+    sch, buf = plan.schedule, plan.kv.host_buffer_tokens_per_replica
+    if sch.decode_max_seqs < 1:
+        raise InputError("schedule.decode_max_seqs", f"must be at least 1, got {sch.decode_max_seqs}")
+    if sch.max_batched_tokens is not None and sch.max_batched_tokens < 1:
+        raise InputError("schedule.max_batched_tokens", f"must be at least 1, got {sch.max_batched_tokens}")
+    if sch.max_prefill_tokens < 1 and not (sch.static and sch.max_batched_tokens):
+        raise InputError("schedule.max_prefill_tokens", f"must be at least 1, got {sch.max_prefill_tokens}")
+    if buf > 0:
+        if sch.prefill_to_decode_threshold_tokens > buf:
+            raise InputError("schedule.prefill_to_decode_threshold_tokens",
+                             f"{sch.prefill_to_decode_threshold_tokens} exceeds the host buffer ({buf} tokens)")
+        switch = sch.prefill_to_decode_threshold_tokens or buf
+        if sch.decode_to_prefill_threshold_tokens >= switch:
+            raise InputError("schedule.decode_to_prefill_threshold_tokens",
+                             f"{sch.decode_to_prefill_threshold_tokens} must be below the prefill->decode threshold "
+                             f"({switch} tokens)")
+
+
 def check_plan(plan: ExecutionPlan, cfg: ModelConfig | None = None) -> None:
     """Check everything a schema cannot: DP equal in both phases, ``dp*tp*pp`` = the cluster's GPUs,
     contiguous stages covering all layers, rank maps, process groups, each rank's shard map = its
@@ -278,6 +300,7 @@ def check_plan(plan: ExecutionPlan, cfg: ModelConfig | None = None) -> None:
     if kv.gpu_pages_per_rank != pages:
         raise InputError("kv.gpu_pages_per_rank", f"{kv.gpu_pages_per_rank}, expected ceil("
                          f"{kv.gpu_kv_tokens_per_replica} / {kv.page_size_tokens}) = {pages}")
+    _check_schedule(plan)
     same = plan.prefill.layout == plan.decode.layout and plan.prefill.stage_layers == plan.decode.stage_layers
     if plan.schedule.static != same:
         raise InputError("schedule.static", f"{plan.schedule.static}, but prefill and decode use "

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
+from seesaw.ir.layout import Layout
+
 SCHEMA_VERSION = "1.1"
 """Version of the plan format written by this code; readers refuse a newer major/minor version."""
 
@@ -47,6 +49,10 @@ class LayoutSpec(_Strict):
     dp: int = Field(ge=1)
     tp: int = Field(ge=1)
     pp: int = Field(ge=1)
+
+    def __str__(self) -> str:
+        """The layout's name, as the planner writes it (``pp2``, ``dp2tp4``)."""
+        return str(Layout(self.dp, self.tp, self.pp))
 
 
 class ProcessGroup(_Strict):

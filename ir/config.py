@@ -106,7 +106,8 @@ class ModelConfig(BaseModel):
     def from_hf_dict(cls, data: Any, *, name: str, source: str | None = None) -> "ModelConfig":
         """Build from the parsed JSON object of a Hugging Face ``config.json``.
 
-        Raises :class:`InputError` (attributed to ``source``) for an unsupported architecture, a missing or
+        Raises :class:`InputError` (attributed to ``source``) for an unsupported architecture, quantized
+        weights (``quantization_config``: AWQ, GPTQ, FP8, ...), a missing or
         non-positive required size, heads not dividing ``hidden_size`` when ``head_dim`` is absent, KV
         heads not dividing heads, or an unknown dtype.
         """
@@ -184,6 +185,12 @@ def _parse(data: Any, name: str) -> ModelConfig:
         raise InputError(
             "architectures", f"'{arch}' is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
         )
+    quant = data.get("quantization_config")
+    if quant is not None:
+        method = quant.get("quant_method", "unknown") if isinstance(quant, dict) else "unknown"
+        raise InputError("quantization_config", f"'{method}' quantized weights are not supported yet: their bytes and "
+                         "compute differ from the dense dtype the planner would assume; use the unquantized model's "
+                         "config.json")
     dims = {key: _positive_int(data, key) for key in _REQUIRED_INTS}
     hidden, heads = dims["hidden_size"], dims["num_attention_heads"]
     kv_heads = _positive_int(data, "num_key_value_heads", required=False) or heads

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from seesaw.codegen.plan import ExecutionPlan
+from seesaw.ir.errors import InputError
 from seesaw.runtime.kv_cache import HostKVBuffer, host_memory_dir
 from seesaw.schedule.allocators import PageAllocator
 from seesaw.schedule.replica import Policy, ReplicaScheduler, Sequence
@@ -48,10 +49,38 @@ class RunMetrics:
 
 
 def _use_cuda(plan: ExecutionPlan, device: str | None) -> bool:
+    """Whether the workers run on CUDA: ``device`` when given (raises InputError for ``cuda`` where torch sees
+    no CUDA device), else when the plan is for GPUs and one is present."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", f"cuda asked for, but torch {torch.__version__} sees no CUDA device on this "
+                         "machine (torch.cuda.is_available() is False); use --device cpu")
     if device is not None:
         return device == "cuda"
     gpu = str(plan.cluster.get("gpu", {}).get("name", "")).lower() if isinstance(plan.cluster.get("gpu"), dict) else ""
     return torch.cuda.is_available() and gpu != "cpu"
+
+
+def check_kv_overrides(plan: ExecutionPlan, gpu_kv_tokens: int | None, host_buffer_tokens: int | None) -> None:
+    """Refuse KV sizes the plan cannot run with (before any worker starts).
+
+    Raises:
+        InputError: ``gpu_kv_tokens`` below one page; ``host_buffer_tokens`` negative, or 0 for a plan whose
+            prefill and decode layouts differ (its KV cache reaches the decode layout only through the host
+            buffer).
+    """
+    page = plan.kv.page_size_tokens
+    if gpu_kv_tokens is not None and gpu_kv_tokens < page:
+        raise InputError("--gpu-kv-tokens", f"must hold at least one page ({page} tokens), got {gpu_kv_tokens}")
+    if host_buffer_tokens is None:
+        return
+    if host_buffer_tokens < 0:
+        raise InputError("--host-buffer-tokens", f"must be 0 or more, got {host_buffer_tokens}")
+    pre, dec = plan.prefill, plan.decode
+    if host_buffer_tokens == 0 and (pre.layout, pre.stage_layers) != (dec.layout, dec.stage_layers):
+        raise InputError("--host-buffer-tokens", f"0 cannot run this plan: it re-shards ({pre.layout} prefill, "
+                         f"{dec.layout} decode) and its KV cache reaches the decode layout only through the host "
+                         f"buffer; leave the plan's {plan.kv.host_buffer_tokens_per_replica} tokens or give a "
+                         "size that holds the longest prompt")
 
 
 class Engine:
@@ -62,7 +91,8 @@ class Engine:
     instruction of every forward pass on every rank (``RunMetrics.op_times`` of each :meth:`generate`, for
     ``seesaw-calibrate``; a few microseconds per instruction, and on CUDA a synchronize each). ``workers_factory``
     maps the :class:`WorkerConfig` to a transport (default: spawn local processes, :class:`LocalWorkers`;
-    under torchrun, :class:`CollectiveWorkers`). Raises :class:`WorkerError` when a worker fails to start.
+    under torchrun, :class:`CollectiveWorkers`). Raises :class:`WorkerError` when a worker fails to start and
+    :class:`~seesaw.ir.errors.InputError` for KV sizes the plan cannot run with (:func:`check_kv_overrides`).
     """
 
     def __init__(self, plan: ExecutionPlan, checkpoint: str, *, device: str | None = None, dtype: str | None = None,
@@ -70,6 +100,7 @@ class Engine:
                  collective_timeout_s: float = 60.0, start_timeout_s: float = 600.0,
                  keep_logits: bool = False, workers_factory=None, host_buffer_path: str | None = None,
                  time_ops: bool = False) -> None:
+        check_kv_overrides(plan, gpu_kv_tokens, host_buffer_tokens)
         self.plan = plan
         self.keep_logits = keep_logits
         self._pending: list = []  # replies received while waiting for another kind

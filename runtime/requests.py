@@ -15,6 +15,7 @@ _KEYS = {"prompt", "prompt_token_ids", "max_tokens", "temperature", "top_p", "se
 @dataclass
 class PromptLine:
     index: int
+    line: int  # line number in the file (1-based)
     prompt: str | None
     prompt_token_ids: list[int] | None
     max_tokens: int
@@ -69,9 +70,19 @@ def read_prompts(path: str | Path, default_max_tokens: int = DEFAULT_MAX_TOKENS)
         ignore = d.get("ignore_eos", False)
         if not isinstance(ignore, bool):
             raise InputError(f"line {n}: ignore_eos", f"must be true or false, got {ignore!r}", src)
-        out.append(PromptLine(len(out), d.get("prompt"), ids,
+        out.append(PromptLine(len(out), n, d.get("prompt"), ids,
                               _int(d.get("max_tokens", default_max_tokens), "max_tokens", n, src, 1),
                               SamplingParams(float(temp), float(top_p), seed), ignore))
     if not out:
         raise InputError("prompts", "no prompts", src)
     return out
+
+
+def check_token_ids(lines: list[PromptLine], vocab_size: int, path: str | Path) -> None:
+    """Raise :class:`InputError` naming the file and line of the first ``prompt_token_ids`` entry outside
+    the model's vocabulary (``0 <= id < vocab_size``)."""
+    for ln in lines:
+        bad = next((t for t in ln.prompt_token_ids or () if t >= vocab_size), None)
+        if bad is not None:
+            raise InputError(f"line {ln.line}: prompt_token_ids",
+                             f"token id {bad} is outside the model's vocabulary (vocab_size {vocab_size})", str(path))

@@ -245,3 +245,18 @@ def test_json_schema(tmp_path):
     path = tmp_path / "plan.schema.json"
     write_json_schema(path)
     assert json.loads(path.read_text()) == schema
+
+
+@pytest.mark.parametrize("key, value, text", [
+    ("decode_max_seqs", 0, "at least 1"),
+    ("max_prefill_tokens", 0, "at least 1"),
+    ("prefill_to_decode_threshold_tokens", 10**9, "exceeds the host buffer"),
+    ("decode_to_prefill_threshold_tokens", 4000, "must be below the prefill->decode threshold (4000 tokens)"),
+])
+def test_schedule_values_the_runtime_cannot_run_are_refused(pp2_tp2_data, key, value, text):
+    """Before, `seesaw-plan validate` accepted these and the runtime stalled or refused them mid-run."""
+    pp2_tp2_data["schedule"][key] = value
+    if key in pp2_tp2_data["summary"]:
+        pp2_tp2_data["summary"][key] = value
+    e = _err(pp2_tp2_data)
+    assert e.field == f"schedule.{key}" and text in e.problem

@@ -180,3 +180,11 @@ def test_from_hf_dict_without_source():
     with pytest.raises(InputError) as info:
         ModelConfig.from_hf_dict({**BASE, "vocab_size": 0}, name="tiny")
     assert str(info.value).startswith("vocab_size: ")
+
+
+@pytest.mark.parametrize("quant", [{"quant_method": "awq", "bits": 4, "group_size": 128},
+                                   {"quant_method": "gptq", "bits": 4}, {"quant_method": "fp8"}])
+def test_quantized_checkpoints_are_refused_not_planned_as_bf16(tmp_path, quant):
+    e = err(tmp_path, {**BASE, "quantization_config": quant})
+    assert e.field == "quantization_config" and quant["quant_method"] in e.problem
+    assert str(tmp_path / "x.json") in str(e)

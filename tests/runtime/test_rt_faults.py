@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.checkpoints import LLAMA_GQA, QWEN2_TIED, write_random_checkpoint
 from helpers.plans import make_plan
 
@@ -97,6 +98,44 @@ def test_malformed_prompt_lines_are_refused_before_work(setup, tmp_path, line, f
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and str(prompts) in lines[0]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    vocab = json.loads((Path(ckpt) / "config.json").read_text())["vocab_size"]
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2]}, {"prompt_token_ids": [3, vocab]}])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl"])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 2: prompt_token_ids" in lines[0] and f"token id {vocab}" in lines[0], lines
+    assert str(prompts) in lines[0] and not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_for_without_cuda_is_refused(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2], "max_tokens": 2}])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl", "--device", "cuda"])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--device" in lines[0] and "no CUDA device" in lines[0], lines
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--host-buffer-tokens", 0, "re-shards (pp2 prefill, tp2 decode)"),
+    ("--host-buffer-tokens", -5, "must be 0 or more"),
+    ("--gpu-kv-tokens", -1, "at least one page"),
+    ("--gpu-kv-tokens", 0, "at least one page"),
+])
+def test_kv_sizes_the_plan_cannot_run_with_are_refused(setup, tmp_path, flag, value, says):
+    """Before, a 0-token host buffer on a re-sharding plan killed the workers with a shape error and a
+    negative device cache "completed" with every request failed."""
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2], "max_tokens": 2}])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl", flag, value])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and says in lines[0], lines
 
 
 def test_mismatched_checkpoint_is_refused_naming_the_difference(setup, tmp_path):
