@@ -83,6 +83,33 @@ def check_kv_overrides(plan: ExecutionPlan, gpu_kv_tokens: int | None, host_buff
                          "size that holds the longest prompt")
 
 
+def check_host_memory(plan: ExecutionPlan, gpu_pages: int, buffer_tokens: int, dtype: str) -> None:
+    """On CPU ranks, refuse a run whose KV cache, host buffer and weights (in ``dtype``) cannot fit in the
+    memory this machine has available now (``psutil.virtual_memory().available``), instead of being killed by
+    the kernel part-way.
+
+    Raises:
+        InputError: (field ``--gpu-kv-tokens``) naming the sizes, the plan's cluster and what to pass instead.
+    """
+    import psutil  # noqa: PLC0415
+
+    scale = torch.empty((), dtype=getattr(torch, dtype)).element_size() / max(1, plan.model.fingerprint.get("dtype_bytes", 2))
+    dp = plan.prefill.layout.dp
+    per_token = plan.kv.kv_bytes_per_token * scale
+    kv = gpu_pages * plan.kv.page_size_tokens * per_token * dp
+    buf = buffer_tokens * per_token * dp
+    weights = plan.model.weight_bytes * scale
+    available = psutil.virtual_memory().available
+    if kv + buf + weights > available:
+        gpu = plan.cluster.get("gpu", {})
+        cluster = f"{plan.cluster.get('num_gpus')}x{gpu.get('name', '?') if isinstance(gpu, dict) else gpu}"
+        fit = max(plan.kv.page_size_tokens, int((available * 0.5 - weights - buf) / max(1.0, per_token * dp)))
+        raise InputError("--gpu-kv-tokens", f"this plan (for {cluster}) needs {kv / 1e9:.1f} GB of KV cache, "
+                         f"{buf / 1e9:.1f} GB of host buffer and {weights / 1e9:.1f} GB of weights in {dtype} on this "
+                         f"machine, which has {available / 1e9:.1f} GB available; pass --gpu-kv-tokens {fit} (or less) "
+                         "and --host-buffer-tokens, or plan for this machine's CPUs (--cluster Nxcpu)")
+
+
 class Engine:
     """Runs a plan on a checkpoint folder. Use as a context manager (stops every worker on exit).
 
@@ -122,6 +149,8 @@ class Engine:
         self.use_buffer = buf > 0  # phase-split through the host buffer, as the plan was costed
         self._phases: list[str] | None = None  # each replica's worker layout after the last generate()
         self.buffer_tokens = buf if self.use_buffer else 0
+        if not self.cuda:
+            check_host_memory(plan, self.gpu_pages, self.buffer_tokens, self.dtype)
         self._tmp = tempfile.mkdtemp(prefix="seesaw-run-")
         self._shm = None  # folder of the host buffer's backing file when the engine makes one
         self.host = None

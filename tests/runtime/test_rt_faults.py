@@ -121,6 +121,18 @@ def test_cuda_asked_for_without_cuda_is_refused(setup, tmp_path):
     assert len(lines) == 1 and "--device" in lines[0] and "no CUDA device" in lines[0], lines
 
 
+def test_kv_cache_larger_than_this_machine_is_refused_before_allocating(setup, tmp_path):
+    """A plan sized for GPUs run on CPU ranks: before, the kernel killed the workers with no hint."""
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2], "max_tokens": 2}])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl",
+              "--gpu-kv-tokens", 10**12])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--gpu-kv-tokens" in lines[0] and "GB available" in lines[0], lines
+    assert "2xcpu" in lines[0] and "pass --gpu-kv-tokens" in lines[0]
+
+
 @pytest.mark.parametrize("flag, value, says", [
     ("--host-buffer-tokens", 0, "re-shards (pp2 prefill, tp2 decode)"),
     ("--host-buffer-tokens", -5, "must be 0 or more"),
