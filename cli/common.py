@@ -53,3 +53,16 @@ def run_app(typer_app: typer.Typer, args: list[str], prog: str) -> int:
         print(f"{prog}: error: {e.format_message()}", file=sys.stderr)
         return 2
     return 0
+
+
+def print_table(table, width: int = 200) -> None:
+    """Print a rich table whole: on a terminal narrower than the table, cells fold onto more lines instead
+    of being cut to ``…``; into a file or pipe, lines up to ``width`` columns (no terminal to fit)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    for col in table.columns:
+        col.overflow = "fold"
+    console = Console(emoji=False)
+    if not console.is_terminal:
+        console = Console(emoji=False, width=width)
+    console.print(table)

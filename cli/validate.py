@@ -98,7 +98,7 @@ def validate(
         drift, drift_note = machine_drift(cfg, cl.gpu)
         notes.insert(0, drift_note)
 
-    console = Console() if Console().is_terminal else Console(width=140)
+    console = Console(emoji=False) if Console().is_terminal else Console(emoji=False, width=200)
     results, raw = [], []
     saved = _load_replay(replay) if replay is not None else None
     started = time.perf_counter()

@@ -61,7 +61,7 @@ def render_table(results, summary, meta: dict, console) -> None:
     t = Table(title=f"{meta['title']}: {w['requests']} requests, {w['prompt_tokens']:,} prompt + "
                     f"{w['output_tokens']:,} output tokens", header_style="bold")
     for col in HEADER:
-        t.add_column(col, justify="left" if col == "layouts" else "right")
+        t.add_column(col, justify="left" if col == "layouts" else "right", overflow="fold")
     for row in rows(results):
         t.add_row(*row)
     console.print(t)

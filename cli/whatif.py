@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from seesaw.cli.common import run_app
+from seesaw.cli.common import print_table, run_app
 from seesaw.ir.errors import InputError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -80,6 +80,10 @@ def whatif(
         rows = run_whatif(cfg, clusters, wl, sweeps, prices, time_limit,
                           on_point=lambda done, _n: bar.update(task, completed=done))
     write_csv(rows, out / "results.csv")
+    infeasible = [r for r in rows if r.system == "seesaw" and not r.feasible]
+    if not any(r.feasible for r in rows):
+        raise InputError("--cluster", f"nothing fits at any point (results in {out / 'results.csv'}, no plots): "
+                         + infeasible[0].note)
     paths = write_plots(rows, out, f"{cfg.name}, {wl.name}")
     table = Table(title=f"{cfg.name}, workload {wl.name}: Seesaw vs best static layout")
     for col in ("cluster", "sweep", "value", "Seesaw", "tok/s", "best static", "tok/s ", "speedup", "GB/GPU", "$/M out"):
@@ -94,7 +98,10 @@ def whatif(
                       f"{r.prefill_layout}->{r.decode_layout}" if r.feasible else "infeasible", _f(r.tokens_per_s),
                       b.system if b else "-", _f(b.tokens_per_s) if b else "-", _f(r.speedup_vs_best_static, ".2f"),
                       _f(r.memory_gb_per_gpu, ".1f"), _f(r.usd_per_m_output_tokens, ".3f"))
-    Console().print(table)
+    print_table(table)
+    for r in infeasible:
+        point = "" if r.sweep_field == BASE else f" at {r.sweep_field}={r.sweep_value:.3g}"
+        console.print(f"infeasible: {r.cluster}{point}: {r.note}", emoji=False, markup=False)
     console.print(f"wrote {out / 'results.csv'} and {', '.join(p.name for p in paths)}")
 
 
