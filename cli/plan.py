@@ -90,8 +90,7 @@ def validate(path: Annotated[Path, typer.Argument(help="plan.json to check")]) -
     from seesaw.codegen import validate_plan_file
 
     p = validate_plan_file(path)
-    print(f"{path}: valid plan (schema {p.schema_version}, prefill {p.summary.prefill.model_dump()}, "
-          f"decode {p.summary.decode.model_dump()})")
+    print(f"{path}: valid plan (schema {p.schema_version}, prefill {p.summary.prefill}, decode {p.summary.decode})")
 
 
 @aux.command()

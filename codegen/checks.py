@@ -13,7 +13,7 @@ from collections import Counter
 
 from pydantic import ValidationError
 
-from seesaw.codegen.plan import COLLECTIVE_OPS, ExecutionPlan, PhasePlan, ShardSlice
+from seesaw.codegen.plan import COLLECTIVE_OPS, ExecutionPlan, LayoutSpec, PhasePlan, ShardSlice
 from seesaw.ir.config import ModelConfig
 from seesaw.ir.errors import InputError
 from seesaw.ir.graph import ModelGraph, build_graph
@@ -230,8 +230,9 @@ def _check_summary(plan: ExecutionPlan) -> None:
     ]
     for field, got, want in exact:
         if got != want:
-            got, want = (x.model_dump() if hasattr(x, "model_dump") else x for x in (got, want))
-            raise InputError(f"summary.{field}", f"{got!r} disagrees with the plan's {want!r}")
+            got, want = (str(x) if isinstance(x, LayoutSpec) else repr(x.model_dump()) if hasattr(x, "model_dump")
+                         else repr(x) for x in (got, want))
+            raise InputError(f"summary.{field}", f"{got} disagrees with the plan's {want}")
     for field, got, want in close:
         if not _close(got, want):
             raise InputError(f"summary.{field}", f"{got!r} disagrees with the plan's {want!r}")
