@@ -99,14 +99,19 @@ def run(
     gpu_kv_tokens: Annotated[Optional[int], typer.Option(help="override the plan's device KV cache tokens per replica")] = None,
     host_buffer_tokens: Annotated[Optional[int], typer.Option(help="override the plan's host KV buffer tokens per replica")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="keep the requests --output already holds, run the rest")] = False,
 ) -> None:
     """Generate for every prompt under the plan's layouts (re-sharding between prefill and decode)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
     from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
+    from seesaw.runtime.results import ResultsFile, check_writable  # noqa: PLC0415
 
     if device not in (None, "cpu", "cuda"):
         raise InputError("--device", f"must be cpu or cuda, got '{device}'")
+    check_writable(output, "--output")
+    if metrics is not None:
+        check_writable(metrics, "--metrics")
     distributed = _torchrun_env()
     if distributed is not None:
         from seesaw.runtime.launch import torchrun_start  # noqa: PLC0415
@@ -121,7 +126,16 @@ def run(
         exec_plan, folder, ckpt, tok, seqs = _prepare(plan, prompts, checkpoint, chat, max_tokens)
         engine_factory = lambda: Engine(exec_plan, str(folder), device=device, gpu_kv_tokens=gpu_kv_tokens,  # noqa: E731
                                         host_buffer_tokens=host_buffer_tokens)
-    todo = [s for s in seqs if s.finish_reason is None]
+    results = ResultsFile(output, tok)
+    pending = results.resume(seqs) if resume else list(seqs)
+    results.open(keep=resume)
+    todo = []
+    for s in pending:
+        if s.finish_reason is None:
+            todo.append(s)
+        else:  # refused before running (a prompt beyond the context limit)
+            results.add(s)
+    m = None
     try:
         with engine_factory() as engine, \
                 Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -136,23 +150,29 @@ def run(
                 rate = produced[0] / max(1e-9, time.perf_counter() - start)
                 bar.update(task, completed=done, phase=phase, rate=f"{rate:,.1f} output tok/s")
 
-            _, m = engine.generate(todo, _eos_ids(ckpt.config, tok), on_progress)
-    except WorkerError as e:
-        raise CommandError(str(e)) from None
-    with output.open("w") as f:
-        for s in seqs:
-            rec = {"index": s.index, "prompt_token_ids": s.prompt, "token_ids": s.output,
-                   "text": tok.decode(s.output, skip_special_tokens=True) if tok is not None else None,
-                   "finish_reason": s.finish_reason}
-            if s.error:
-                rec["error"] = s.error
-            f.write(json.dumps(rec) + "\n")
+            _, m = engine.generate(todo, _eos_ids(ckpt.config, tok), on_progress, results.add)
+    except BaseException as e:
+        results.close()
+        done = sorted(results.records)
+        if metrics is not None:
+            metrics.write_text(json.dumps({"requests": len(seqs), "completed": len(done), "completed_indices": done,
+                                           "stopped": type(e).__name__, "reason": str(e)}, indent=2) + "\n")
+        kept = (f"{len(done)} of {len(seqs)} requests completed and kept in {output}"
+                + (f", metrics in {metrics}" if metrics is not None else "") + "; rerun with --resume to finish")
+        if isinstance(e, WorkerError):
+            raise CommandError(f"{e}; {kept}") from None
+        if isinstance(e, KeyboardInterrupt):
+            print(f"seesaw-run: interrupted: {kept}", file=sys.stderr)
+        raise
+    results.finish()
     report = m.as_dict()
     report["requests"] = len(seqs)
-    report["errors"] = sum(1 for s in seqs if s.finish_reason == "error")
+    report["resumed"] = len(seqs) - len(pending)
+    report["errors"] = sum(1 for r in results.records.values() if r["finish_reason"] == "error")
     if metrics is not None:
         metrics.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{len(seqs)} requests ({report['errors']} errors), {m.output_tokens} output tokens in {m.wall_s:.2f} s: "
+    print(f"{len(seqs)} requests ({report['errors']} errors, {report['resumed']} kept from an earlier run), "
+          f"{m.output_tokens} output tokens in {m.wall_s:.2f} s: "
           f"{report['tokens_per_s']:.1f} tok/s, {report['output_tokens_per_s']:.1f} output tok/s, "
           f"{m.transitions} transitions ({m.transition_s:.2f} s)", file=sys.stderr)
 

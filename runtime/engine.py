@@ -220,8 +220,11 @@ class Engine:
         return ReplicaScheduler(policy, PageAllocator(self.gpu_pages, self.plan.kv.page_size_tokens),
                                 self.buffer_tokens, eos_ids, phase)
 
-    def generate(self, sequences: list[Sequence], eos_ids: set[int], on_progress=None) -> tuple[list[Sequence], RunMetrics]:
+    def generate(self, sequences: list[Sequence], eos_ids: set[int], on_progress=None,
+                 on_finished=None) -> tuple[list[Sequence], RunMetrics]:
         """Serve every sequence; returns them (with outputs and finish reasons) and the run's metrics.
+        ``on_finished(seq)`` is called as each sequence finishes (so a caller can keep it whatever happens
+        later); ``on_progress(phase, finished_count, new_tokens)`` after every forward reply.
 
         Each replica keeps up to its phase's ``pp`` forward actions in flight (see the scheduler), so the
         loop issues whatever the schedulers allow, then waits for the next reply. A worker's replies come
@@ -235,6 +238,10 @@ class Engine:
         scheds = [self._scheduler(eos_ids, ph) for ph in (self._phases or ["prefill"] * self.dp)]
         for i, seq in enumerate(sequences):
             scheds[i % self.dp].add(seq)
+        if on_finished:  # refused at admission (e.g. a prompt the host buffer cannot hold)
+            for sched in scheds:
+                for seq in sched.finished:
+                    on_finished(seq)
         m = RunMetrics(requests=len(sequences), prompt_tokens=sum(len(s.prompt) for s in sequences))
         phase_s = [{"prefill": 0.0, "decode": 0.0, "transition": 0.0} for _ in scheds]
         inflight: list[deque] = [deque() for _ in scheds]  # (action, issue time) per replica, oldest first
@@ -272,7 +279,11 @@ class Engine:
                     if logits is not None and self.keep_logits:
                         for i, sid in enumerate(seq_ids):
                             self.logits.setdefault(sid, []).append(logits[i])
+                before = len(scheds[r].finished)
                 scheds[r].on_tokens(act, tokens)
+                if on_finished:
+                    for seq in scheds[r].finished[before:]:
+                        on_finished(seq)
                 if on_progress:
                     on_progress(act.kind, sum(len(s.finished) for s in scheds), len(tokens))
             inflight[r].popleft()

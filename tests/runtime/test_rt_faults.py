@@ -208,3 +208,64 @@ def test_ctrl_c_shuts_down_every_rank(setup, tmp_path):
     assert proc.returncode == 130
     time.sleep(1)
     assert _alive(workers) == []
+
+
+def test_output_in_a_missing_folder_is_refused_before_any_work(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2], "max_tokens": 2}])
+    for flag in ("--output", "--metrics"):
+        args = {"--output": tmp_path / "o.jsonl", "--metrics": tmp_path / "m.json"}
+        args[flag] = tmp_path / "missing" / "x"
+        r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, *[a for kv in args.items() for a in kv]])
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and flag in lines[0] and "does not exist" in lines[0], lines
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_a_run_that_dies_keeps_what_completed_and_resume_finishes_it(setup, tmp_path):
+    """Short requests finish and are written while long ones run; a worker then dies. Their lines stay in the
+    output, the metrics name them, and --resume runs only the rest, ending with every line in input order."""
+    root, ckpt, _, plan = setup
+    n = 24
+    reqs = [{"prompt_token_ids": [i + 1] * 4, "max_tokens": 2 if i % 4 == 0 else 150, "ignore_eos": True}
+            for i in range(n)]
+    prompts = _prompts(tmp_path / "p.jsonl", reqs)
+    out, metrics = tmp_path / "o.jsonl", tmp_path / "m.json"
+    args = [plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", out, "--metrics", metrics, "--no-progress"]
+    proc = subprocess.Popen(RUN + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and len(_lines(out)) >= 3):
+        time.sleep(0.05)
+    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(_lines(out)) >= 3 and workers
+    os.kill(workers[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "rerun with --resume" in err, err
+    kept = _lines(out)
+    report = json.loads(metrics.read_text())
+    assert sorted(r["index"] for r in kept) == report["completed_indices"]
+    assert 3 <= len(kept) < n
+    assert all(len(r["token_ids"]) == reqs[r["index"]]["max_tokens"] for r in kept)
+
+    r = _run([*args, "--resume"])
+    assert r.returncode == 0, r.stderr
+    final = _lines(out)
+    assert [x["index"] for x in final] == list(range(n))
+    assert all(len(x["token_ids"]) == reqs[x["index"]]["max_tokens"] for x in final)
+    assert [x for x in final if x["index"] in report["completed_indices"]] == sorted(kept, key=lambda x: x["index"])
+    assert json.loads(metrics.read_text())["resumed"] == len(kept)
+
+
+def test_resume_refuses_an_output_of_other_prompts(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    out = tmp_path / "o.jsonl"
+    out.write_text(json.dumps({"index": 0, "prompt_token_ids": [9, 9], "token_ids": [1], "text": None,
+                               "finish_reason": "length"}) + "\n")
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2], "max_tokens": 2}])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", out, "--resume"])
+    assert r.returncode == 2 and "--resume" in r.stderr and "prompt differs" in r.stderr, r.stderr
