@@ -114,6 +114,9 @@ def bench(
     ckpt = Checkpoint(folder)
     cfg = load_model_config(model_config if model_config is not None else folder)
     cl = load_cluster(cluster)
+    if cl.gpu.name.lower() != "cpu":  # the runs happen here, on CPU ranks: results labelled 2xA10 would be wrong
+        raise InputError("--cluster", f"{cluster} is a GPU cluster, but seesaw-bench runs every plan on this machine's "
+                         f"CPU ranks; use --cluster {cl.num_gpus}xcpu (plans for GPUs: seesaw-plan)")
     eos_ids = eos_token_ids(ckpt.config)
     pad = ckpt.config.get("pad_token_id")
     pad_id = pad if isinstance(pad, int) else min(eos_ids) if eos_ids else 0
@@ -124,7 +127,12 @@ def bench(
     runs: list[tuple[str, object]] = []
     for name, opts in [("seesaw", SearchOptions()), ("static", SearchOptions(static=True))] + \
             [(f"layout:{a}:{b}", SearchOptions(prefill=a, decode=b)) for a, b in pairs]:
-        decision = make_plan(cfg, cl, wl, opts, time_limit_s=time_limit)
+        try:
+            decision = make_plan(cfg, cl, wl, opts, time_limit_s=time_limit)
+        except InputError as e:
+            if not name.startswith("layout:") or not e.field.startswith(("--prefill", "--decode")):
+                raise
+            raise InputError("--layout", f"{name.removeprefix('layout:')}: {e.problem}") from None
         exec_plan = build_execution_plan(cfg, decision, cl, wl)
         check_fingerprint(ckpt, exec_plan.model.fingerprint)
         runs.append((name, exec_plan))

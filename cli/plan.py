@@ -79,7 +79,7 @@ def plan(
     title = f"{cfg.name} on {cl.num_gpus}x{cl.gpu.name} ({cl.gpu_link}), workload {wl.name}: {wl.num_requests} requests"
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415 (only for the KV unit)
     kv_tok = CostModel(cfg, cl, wl).kv_bytes_per_token
-    render(decision, title, console, kv_tok)
+    render(decision, title, console, kv_tok, "CPU rank" if cl.gpu.name.lower() == "cpu" else "GPU")
     if output is not None:
         console.print(f"wrote {output}")
 

@@ -30,8 +30,9 @@ def _method(pred: Prediction, engine: str) -> str:
     return f"simulation of {engine} (closed form {pred.closed_form_s:,.1f} s, {gap:+.0%})"
 
 
-def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: int) -> None:
-    """Print the plan table. ``kv_bytes_per_token``: all layers, for sizing the host buffer in GB."""
+def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: int, device: str = "GPU") -> None:
+    """Print the plan table. ``kv_bytes_per_token``: all layers, for sizing the host buffer in GB;
+    ``device``: what a rank runs on, in the labels ("GPU", or "CPU rank" for a CPU cluster)."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("item")
     # One layout with a host buffer still alternates prefill and decode phases (no chunked prefill).
@@ -47,7 +48,7 @@ def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: i
     t.add_row("decode PP stages (layers)", _stages(plan.decode), _stages(s.phase) if s else "-")
     t.add_row("host KV buffer", f"{plan.host_kv_buffer_tokens:,} tokens "
               f"({plan.host_kv_buffer_tokens * kv_bytes_per_token / GB:,.1f} GB) per replica", "-")
-    t.add_row("GPU KV capacity", f"{plan.gpu_kv_tokens:,} tokens per replica",
+    t.add_row(f"{device} KV capacity", f"{plan.gpu_kv_tokens:,} tokens per replica",
               f"{s.gpu_kv_tokens:,} tokens per replica" if s else "-")
     t.add_row("max prefill tokens / batch", f"{plan.max_prefill_tokens:,}",
               f"{s.max_batched_tokens:,} (chunked)" if s else "-")
@@ -56,7 +57,8 @@ def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: i
         t.add_row("engine memory fraction", "-", f"{s.gpu_memory_utilization:g}")
     t.add_row("switch thresholds (buffer tokens)",
               f"prefill->decode at {plan.prefill_to_decode_threshold_tokens:,}, "
-              f"decode->prefill at {plan.decode_to_prefill_threshold_tokens:,}", "-")
+              f"decode->prefill at {plan.decode_to_prefill_threshold_tokens:,}" if phased else "- (no phase switches)",
+              "-")
     t.add_row("predicted throughput", _rate(pred), _rate(s.prediction) if s else "-")
     t.add_row("  predicted by", _method(pred, "this runtime"), _method(s.prediction, f"{s.engine} engine") if s else "-")
     t.add_row("  prefill / decode", f"{bd.prefill_s:,.1f} s / {bd.decode_s:,.1f} s",
@@ -65,7 +67,7 @@ def render(plan: SeesawPlan, title: str, console: Console, kv_bytes_per_token: i
     t.add_row("  exposed KV swap", f"{bd.kv_swap_s:,.1f} s", "-")
     t.add_row("  total", f"{bd.total_s:,.1f} s", f"{s.prediction.breakdown.total_s:,.1f} s" if s else "-")
     m = pred.memory
-    t.add_row("memory per GPU (fullest)",
+    t.add_row(f"memory per {device} (fullest)",
               f"{m.device_total_bytes / GB:.1f} / {m.capacity_bytes / GB:.1f} GB "
               f"(weights {m.weights_bytes / GB:.1f}, KV {m.kv_cache_bytes / GB:.1f}, "
               f"workspace {m.workspace_bytes / GB:.1f}, reserve {m.reserve_bytes / GB:.1f})",

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from seesaw.planner.whatif.run import BASE, Row  # noqa: E402
+from seesaw.planner.whatif.sweep import FIELD_LABELS  # noqa: E402
 
 _PHASES = (("prefill_s", "prefill"), ("decode_s", "decode (static: mixed chunked prefill+decode)"), ("transition_s", "re-shard"), ("kv_swap_s", "KV swap"))
 
@@ -31,12 +32,12 @@ def plot_sweep(rows: list[Row], field: str, path: Path, title: str = "") -> None
         vals = [r.sweep_value for r in mine]
         if vals and min(vals) > 0 and max(vals) / min(vals) >= 10:
             ax.set_xscale("log")
-        ax.set_xlabel(field)
+        ax.set_xlabel(FIELD_LABELS.get(field, field))
         ax.set_ylabel("predicted throughput (tokens/s)")
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(title or f"throughput vs {field}")
+    fig.suptitle(title or f"throughput vs {FIELD_LABELS.get(field, field)}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

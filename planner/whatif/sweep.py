@@ -32,6 +32,14 @@ CLUSTER_FIELDS: dict[str, tuple[type, float]] = {
     "node_link_latency_us": (float, 0.0), "gpus_per_node": (int, 1.0),
 }
 WORKLOAD_FIELDS = ("output_len", "decode_to_prefill_ratio")
+#: Axis labels of the sweepable fields (units in parentheses).
+FIELD_LABELS = {
+    "gpu_link_gb_per_s": "GPU-GPU link bandwidth (GB/s)", "host_link_gb_per_s": "host-GPU link bandwidth (GB/s)",
+    "host_memory_gb": "host memory per node (GB)", "num_gpus": "GPUs", "node_link_gb_per_s":
+    "node-node link bandwidth (GB/s)", "gpu_link_latency_us": "GPU-GPU link latency (us)",
+    "node_link_latency_us": "node-node link latency (us)", "gpus_per_node": "GPUs per node",
+    "output_len": "output length (tokens)", "decode_to_prefill_ratio": "output / prompt tokens (decode-to-prefill ratio)",
+}
 _EXCLUSIVE_ZERO = {"gpu_link_gb_per_s", "host_link_gb_per_s", "host_memory_gb", "node_link_gb_per_s"}
 
 

@@ -60,8 +60,11 @@ def test_random_requests_are_seeded():
     (["--layout", "pp2"], "PREFILL:DECODE"),
     (["--layout", "pp2:xx"], "--layout"),
     (["--input-len", "500", "--output-len", "100"], "context limit"),
+    (["--layout", "tp4:tp4"], "--layout: tp4:tp4: layout tp4 uses 4 GPUs"),
+    (["--cluster", "2xA10"], "--cluster: 2xA10 is a GPU cluster"),
 ])
 def test_bad_input_exits_2(checkpoint, capsys, args, needle):
-    code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--no-progress", *args])
+    cluster = [] if "--cluster" in args else ["--cluster", "2xcpu"]
+    code = main(["--checkpoint", str(checkpoint), *cluster, "--dataset", "random", "--no-progress", *args])
     err = capsys.readouterr().err
-    assert code == 2 and needle in err and "Traceback" not in err
+    assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
