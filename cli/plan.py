@@ -59,7 +59,11 @@ def plan(
         raise InputError("--time-limit", f"must be a positive number of seconds, got {time_limit:g}")
     cfg = load_model_config(model)
     cl = load_cluster(cluster)
-    wl = load_workload(workload)
+    wl, too_long = load_workload(workload).within_context(cfg.max_position_embeddings)
+    if too_long:
+        print(f"note: {too_long} of {wl.num_requests + too_long} requests have prompts of {cfg.max_position_embeddings:,}"
+              f" tokens or more (the model's context); the runtime refuses them, so they are planned without",
+              file=sys.stderr)
     options = SearchOptions(
         prefill=Layout.parse(prefill, field="--prefill") if prefill else None,
         decode=Layout.parse(decode, field="--decode") if decode else None,

@@ -55,6 +55,21 @@ class Workload:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise InputError(f"{field}[{i}]", f"must be an integer >= 1, got {v!r}", self.name)
 
+    def within_context(self, context_len: int) -> tuple[Workload, int]:
+        """The requests as the runtime serves them under a model context of ``context_len`` tokens: a
+        prompt of ``context_len`` tokens or more is refused (dropped here), an output is cut to
+        ``context_len - prompt_len`` tokens. Returns ``(workload, dropped)``.
+
+        Raises InputError when every prompt is too long.
+        """
+        keep = [(p, min(o, context_len - p)) for p, o in zip(self.prompt_lens, self.output_lens) if p < context_len]
+        if len(keep) == self.num_requests and all(o == oo for (_, o), oo in zip(keep, self.output_lens)):
+            return self, 0
+        if not keep:
+            raise InputError("prompt_lens", f"every prompt is at least the model's context ({context_len} tokens)",
+                             self.name)
+        return Workload(self.name, [p for p, _ in keep], [o for _, o in keep]), self.num_requests - len(keep)
+
     @property
     def num_requests(self) -> int:
         """Number of requests."""

@@ -278,3 +278,12 @@ def test_console_script_exit_status_for_unknown_gpu():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("seesaw-plan: error: ") and "B999" in lines[0]
     assert proc.stdout == ""
+
+
+def test_prompts_beyond_the_context_are_counted_and_planned_as_the_runtime_treats_them(tmp_path, capsys):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(f'{{"prompt_len": {p}, "output_len": 50}}\n' for p in (100, 200, 4096, 9000)))
+    code = main(["--model", "llama-2-7b", "--cluster", "2xA10", "--workload", str(trace), "--json"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "note: 2 of 4 requests have prompts of 4,096 tokens or more" in out.err

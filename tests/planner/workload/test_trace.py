@@ -236,3 +236,12 @@ def test_shipped_readme_matches_trace():
     n = load_workload("sharegpt").num_requests
     assert f"{n:,} requests kept" in readme
     assert "scripts/build_sharegpt_trace.py" in readme
+
+
+def test_within_context_drops_prompts_the_runtime_refuses_and_cuts_outputs():
+    wl = Workload("t", [100, 4096, 5000, 4000], [10, 5, 5, 200])
+    got, dropped = wl.within_context(4096)
+    assert dropped == 2 and got.prompt_lens == (100, 4000) and got.output_lens == (10, 96)
+    assert wl.within_context(8192) == (wl, 0)
+    with pytest.raises(InputError, match="every prompt"):
+        Workload("t", [5000], [1]).within_context(4096)
