@@ -29,8 +29,23 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
 USAGE_ERRORS = _usage_error_types()
 
 
+def version() -> str:
+    """The installed package's version (``importlib.metadata``), or ``unknown`` when not installed."""
+    from importlib.metadata import PackageNotFoundError  # noqa: PLC0415
+    from importlib.metadata import version as _version  # noqa: PLC0415
+
+    try:
+        return _version("seesaw")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def run_app(typer_app: typer.Typer, args: list[str], prog: str) -> int:
-    """Run a typer app; map InputError and usage errors to status 2, CommandError to 1, Ctrl-C to 130."""
+    """Run a typer app; map InputError and usage errors to status 2, CommandError to 1, Ctrl-C to 130.
+    ``--version`` anywhere prints ``PROG VERSION`` and returns 0."""
+    if "--version" in args:
+        print(f"{prog} {version()}")
+        return 0
     try:
         rv = typer_app(args=args, prog_name=prog, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:

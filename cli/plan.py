@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from seesaw.cli.common import run_app
+from seesaw.cli.common import print_table, run_app
 from seesaw.ir.errors import InputError
 
 
@@ -109,6 +109,45 @@ def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o")] = N
         print(text)
 
 
+@aux.command(name="list")
+def list_catalog(what: Annotated[str, typer.Argument(help="gpus or models")],
+                 as_json: Annotated[bool, typer.Option("--json", help="every field and source, as JSON")] = False) -> None:
+    """The GPU catalog (each entry's figures; --json adds their sources) or the shipped model configs."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from seesaw.ir import list_examples, load_model_config  # noqa: PLC0415
+    from seesaw.planner.hardware.catalog import load_catalog  # noqa: PLC0415
+
+    if what == "gpus":
+        gpus = load_catalog()
+        if as_json:
+            print(json.dumps({k: g.model_dump(mode="json") for k, g in gpus.items()}, indent=2))
+            return
+        t = Table(title="GPU catalog (planner/hardware/catalog.yaml; sources: --json)")
+        for col in ("name", "memory GB", "dense TFLOP/s", "memory GB/s", "link", "GPU link GB/s", "host link GB/s"):
+            t.add_column(col, justify="left" if col in ("name", "link") else "right")
+        for name, g in gpus.items():
+            t.add_row(name, f"{g.memory_gb:g}", f"{g.bf16_tflops:g}", f"{g.memory_gb_per_s:g}", g.link,
+                      f"{g.gpu_link_gb_per_s:g}", f"{g.host_link_gb_per_s:g}")
+    elif what == "models":
+        cfgs = [load_model_config(n) for n in list_examples()]
+        if as_json:
+            print(json.dumps({c.name: c.fingerprint() for c in cfgs}, indent=2))
+            return
+        from seesaw.ir.graph import build_graph  # noqa: PLC0415
+
+        t = Table(title="shipped model configs (examples/models/; --model NAME)")
+        for col in ("name", "architecture", "layers", "hidden", "heads / KV heads", "parameters", "context"):
+            t.add_column(col, justify="left" if col in ("name", "architecture") else "right")
+        for c in cfgs:
+            t.add_row(c.name, c.architecture, str(c.num_hidden_layers), str(c.hidden_size),
+                      f"{c.num_attention_heads} / {c.num_key_value_heads}",
+                      f"{build_graph(c).num_parameters() / 1e9:.2f} B", f"{c.max_position_embeddings:,}")
+    else:
+        raise InputError("list", f"'{what}' is not a list (expected gpus or models)")
+    print_table(t)
+
+
 def _run(typer_app: typer.Typer, args: list[str]) -> int:
     return run_app(typer_app, args, "seesaw-plan")
 
@@ -116,7 +155,7 @@ def _run(typer_app: typer.Typer, args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the status code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("validate", "schema"):
+    if args and args[0] in ("validate", "schema", "list"):
         code = _run(aux, args)
     else:
         code = _run(app, args)

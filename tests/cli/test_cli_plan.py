@@ -287,3 +287,26 @@ def test_prompts_beyond_the_context_are_counted_and_planned_as_the_runtime_treat
     out = capsys.readouterr()
     assert code == 0
     assert "note: 2 of 4 requests have prompts of 4,096 tokens or more" in out.err
+
+
+def test_list_gpus_and_models(capsys):
+    assert main(["list", "gpus"]) == 0
+    out = capsys.readouterr().out
+    assert "H100-SXM" in out and "A10" in out and "dense TFLOP/s" in out
+    assert main(["list", "gpus", "--json"]) == 0
+    gpus = json.loads(capsys.readouterr().out)
+    assert gpus["A10"]["source"]["links"] and gpus["H100-SXM"]["memory_gb"] > 80
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert "llama-2-70b" in out and "68.98 B" in out and "SmolLM2-135M" in out
+    assert main(["list", "nope"]) == 2 and "gpus or models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prog", ["plan", "run", "bench", "whatif", "validate", "calibrate"])
+def test_every_command_has_version(prog, capsys):
+    import importlib  # noqa: PLC0415
+
+    mod = importlib.import_module(f"seesaw.cli.{prog}")
+    assert mod.main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"seesaw-{prog} ") and out.split()[1][0].isdigit()
