@@ -9,8 +9,8 @@ Each quoted block is preceded by a directive comment naming the command and how 
     (replaced by "$ command" and the command's output)
     ```
 
-- ``run: CMD``: run ``CMD`` with bash in a scratch folder that links ``examples/`` (stdout then stderr,
-  terminal 110 columns wide); the block shows ``$ CMD`` and the output.
+- ``run: CMD``: run ``CMD`` with bash in a scratch folder that links ``examples/``, ``docs/`` and
+  ``scripts/`` (stdout then stderr, terminal 110 columns wide); the block shows ``$ CMD`` and the output.
 - ``keep: LABEL, ...``: of a table, keep the title, header and the rows whose first cell starts with a
   label, with ``...`` where rows were left out.
 - ``json-keys: KEY, ...``: of a JSON object, keep these top-level keys, with ``...`` between them.
@@ -90,7 +90,8 @@ def render(path: Path) -> str:
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="walkthrough-") as tmp:
         scratch = Path(tmp)
-        (scratch / "examples").symlink_to(ROOT / "examples")
+        for name in ("examples", "docs", "scripts"):
+            (scratch / name).symlink_to(ROOT / name)
         i = 0
         while i < len(lines):
             m = DIRECTIVE.match(lines[i])

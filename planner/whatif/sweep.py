@@ -32,6 +32,8 @@ CLUSTER_FIELDS: dict[str, tuple[type, float]] = {
     "node_link_latency_us": (float, 0.0), "gpus_per_node": (int, 1.0),
 }
 WORKLOAD_FIELDS = ("output_len", "decode_to_prefill_ratio")
+#: Fields that measured collective curves (``GPUSpec.allreduce_us``) would override inside a node.
+LINK_FIELDS = ("gpu_link_gb_per_s", "gpu_link_latency_us")
 #: Axis labels of the sweepable fields (units in parentheses).
 FIELD_LABELS = {
     "gpu_link_gb_per_s": "GPU-GPU link bandwidth (GB/s)", "host_link_gb_per_s": "host-GPU link bandwidth (GB/s)",
@@ -167,6 +169,12 @@ def apply_point(sweep: Sweep, value: float, cluster: Cluster, workload: Workload
     kind = CLUSTER_FIELDS[sweep.field][0]
     upd = {sweep.field: kind(value),
            "source": {**cluster.source, sweep.field: f"what-if sweep {sweep.field}={sweep.spec}"}}
+    gpu = cluster.gpu
+    if sweep.field in LINK_FIELDS and (gpu.allreduce_us or gpu.allgather_us):
+        # measured collective curves would ignore the swept link figure: the sweep uses the alpha-beta model
+        upd["gpu"] = gpu.model_copy(update={"allreduce_us": {}, "allgather_us": {}})
+        upd["source"][sweep.field] += (f" (the {gpu.name}'s measured collective curves replaced by the alpha-beta "
+                                       "model, so that the swept figure decides)")
     try:
         new = Cluster.model_validate(cluster.model_copy(update=upd).model_dump())
     except ValidationError as e:

@@ -61,3 +61,16 @@ def test_apply_cluster_and_workload_points():
     assert set(w0.prompt_lens) == {512} and set(w0.output_lens) == {1}  # ratio 0 -> one token
     assert set(w1.output_lens) == {256} and w1.num_requests == 10
     assert math.isclose(s.base_value(cl, wl), 0.25)
+
+
+def test_a_link_sweep_decides_the_all_reduce_even_where_curves_were_measured():
+    """The A10 entry carries measured all-reduce curves, which ignore gpu_link_gb_per_s: before, a link
+    sweep predicted the same throughput at 1.7 and 859 GB/s."""
+    cl, wl = load_cluster("8xA10"), load_workload("random:512:128:10")
+    assert cl.gpu.allreduce_us  # the premise: measured curves
+    sweep = parse_sweep("gpu_link_gb_per_s=1,100")
+    slow, _ = apply_point(sweep, 1.0, cl, wl)
+    fast, _ = apply_point(sweep, 100.0, cl, wl)
+    assert slow.allreduce_s(16e6, 4) > 20 * fast.allreduce_s(16e6, 4)
+    assert "alpha-beta" in slow.source["gpu_link_gb_per_s"]
+    assert cl.gpu.allreduce_us  # the catalog's entry is untouched
