@@ -88,6 +88,11 @@ def check_host_memory(plan: ExecutionPlan, gpu_pages: int, buffer_tokens: int, d
     memory this machine has available now (``psutil.virtual_memory().available``), instead of being killed by
     the kernel part-way.
 
+    ``gpu_pages``: KV pages per replica (``plan.kv.page_size_tokens`` tokens each); ``buffer_tokens``: host
+    buffer tokens per replica; both are multiplied by dp. The plan's byte counts are for its own dtype
+    (``fingerprint["dtype_bytes"]``) and are scaled to ``dtype``'s element size. The suggested
+    ``--gpu-kv-tokens`` leaves half the available memory free for activations and the rest of the process.
+
     Raises:
         InputError: (field ``--gpu-kv-tokens``) naming the sizes, the plan's cluster and what to pass instead.
     """
@@ -119,7 +124,8 @@ class Engine:
     ``seesaw-calibrate``; a few microseconds per instruction, and on CUDA a synchronize each). ``workers_factory``
     maps the :class:`WorkerConfig` to a transport (default: spawn local processes, :class:`LocalWorkers`;
     under torchrun, :class:`CollectiveWorkers`). Raises :class:`WorkerError` when a worker fails to start and
-    :class:`~seesaw.ir.errors.InputError` for KV sizes the plan cannot run with (:func:`check_kv_overrides`).
+    :class:`~seesaw.ir.errors.InputError` for KV sizes the plan cannot run with (:func:`check_kv_overrides`)
+    or, on CPU ranks, cannot fit in this machine's memory (:func:`check_host_memory`).
     """
 
     def __init__(self, plan: ExecutionPlan, checkpoint: str, *, device: str | None = None, dtype: str | None = None,

@@ -39,6 +39,7 @@ class ResultsFile:
         self._f = None
 
     def record(self, seq: Sequence) -> dict:
+        """The output line of a finished sequence (see the module docstring)."""
         rec = {"index": seq.index, "prompt_token_ids": list(seq.prompt), "token_ids": list(seq.output),
                "text": self.tok.decode(seq.output, skip_special_tokens=True) if self.tok is not None else None,
                "finish_reason": seq.finish_reason}
@@ -85,6 +86,7 @@ class ResultsFile:
             self._f.flush()
 
     def close(self) -> None:
+        """Stop appending (the lines written so far stay)."""
         if self._f is not None:
             self._f.close()
             self._f = None

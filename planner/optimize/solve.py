@@ -83,13 +83,8 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
         statuses.add(res.status)
         if res.objective_ns is None:
             res = None
-    if res is None and pinned and not options.static:
-        # a pin is a constraint: never replaced by the best static layout
-        if "UNKNOWN" in statuses:
-            raise InputError("--time-limit", f"the solver found no plan within {time_limit_s:g} s; allow more time")
-        raise InputError("--prefill/--decode", "no plan keeps the pinned layouts: "
-                         + pinned_shortfall(cost, {"--prefill": space.prefill_pin, "--decode": space.decode_pin}))
-    if res is None and not statics:
+    # a pin is a constraint: without a plan that keeps it, never replaced by the best static layout
+    if res is None and (not statics or (pinned and not options.static)):
         if "UNKNOWN" in statuses:
             raise InputError("--time-limit", f"the solver found no plan within {time_limit_s:g} s; allow more time")
         if pinned:

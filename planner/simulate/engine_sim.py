@@ -199,10 +199,22 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
     def blocks_for(tokens: int) -> int:
         return -(-tokens // block)
 
+    def requeue(r: _Req) -> None:
+        """Send a preempted request (its blocks already given back) to the front of the waiting queue, to
+        recompute its prompt and the tokens it has produced."""
+        nonlocal running
+        r.blocks = r.computed = 0
+        r.target = r.prompt + r.out_done
+        r.alive += 1
+        r.state = "waiting"
+        running -= 1
+        waiting.appendleft(r)
+        run.preemptions += 1
+
     def preempt_one(g: int) -> bool:
         """Preempt the most recently admitted request that is not in flight (decoding in cohort ``g`` or
         prefilling; vLLM's ``running.pop()``); False when there is none."""
-        nonlocal free, running
+        nonlocal free
         k = len(order) - 1
         while k >= 0:
             r = order[k]
@@ -216,13 +228,7 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
                 else:
                     free += r.blocks
                     prefilling.remove(r)
-                r.blocks = r.computed = 0
-                r.target = r.prompt + r.out_done
-                r.alive += 1
-                r.state = "waiting"
-                running -= 1
-                waiting.appendleft(r)
-                run.preemptions += 1
+                requeue(r)
                 return True
             k -= 1
         return False
@@ -255,19 +261,13 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
     def preempt_prefilling() -> bool:
         """Preempt the most recently admitted prefilling request not in flight (a chunk that finds no block
         frees one, as vLLM preempts from the end of its running list); False when there is none."""
-        nonlocal free, running
+        nonlocal free
         for r in reversed(prefilling):
             if not r.inflight:
                 prefilling.remove(r)
                 order.remove(r)
                 free += r.blocks
-                r.blocks = r.computed = 0
-                r.target = r.prompt + r.out_done
-                r.alive += 1
-                r.state = "waiting"
-                running -= 1
-                waiting.appendleft(r)
-                run.preemptions += 1
+                requeue(r)
                 return True
         return False
 
