@@ -3,6 +3,7 @@
     seesaw-plan --model llama-2-70b --cluster 8xA10 --workload sharegpt -o plan.json
     seesaw-plan validate plan.json
     seesaw-plan schema -o plan.schema.json
+    seesaw-plan emit plan.json --engine vllm
 
 Bad input exits with status 2 and one line naming the problem (no traceback).
 """
@@ -26,7 +27,8 @@ aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 
 
 @app.command(epilog="Other commands: 'seesaw-plan validate PLAN.json' checks a plan file; "
-                    "'seesaw-plan schema [-o FILE]' prints the plan's JSON Schema.")
+                    "'seesaw-plan schema [-o FILE]' prints the plan's JSON Schema; "
+                    "'seesaw-plan emit PLAN.json --engine ENGINE' prints its launch commands.")
 def plan(
     model: Annotated[str, typer.Option("--model", "-m", help="config.json path, folder, or shipped name (e.g. llama-2-70b)")],
     cluster: Annotated[str, typer.Option("--cluster", "-c", help="NxGPU (e.g. 8xA10) or a YAML/JSON cluster file")],
@@ -41,6 +43,8 @@ def plan(
     simulate: Annotated[bool, typer.Option("--simulate/--no-simulate", help=(
         "rank the search's best candidates by request-level simulation (default), or keep the closed form"))] = True,
     engine: Annotated[str, typer.Option("--engine", help="serving engine of the static baseline (vllm, trtllm)")] = "vllm",
+    emit: Annotated[Optional[str], typer.Option("--emit", help=(
+        "print the launch commands after the table: vllm, sglang, trtllm (the static layout) or seesaw (seesaw-run)"))] = None,
 ) -> None:
     """Plan prefill and decode layouts, buffers and thresholds; print the table; write the plan."""
     from seesaw.codegen import build_execution_plan
@@ -53,6 +57,10 @@ def plan(
 
     from seesaw.cli.report import render
 
+    if emit is not None:
+        from seesaw.codegen.emit import check_engine  # noqa: PLC0415
+
+        check_engine(emit, "--emit")
     if search not in ("cpsat", "exhaustive"):
         raise InputError("--search", f"'{search}' is not a search (expected cpsat or exhaustive)")
     if not time_limit > 0:  # also rejects nan; with 0 the solver stops before finding any plan
@@ -69,23 +77,35 @@ def plan(
         decode=Layout.parse(decode, field="--decode") if decode else None,
         static=static,
     )
-    decision = make_plan(cfg, cl, wl, options, search=search, time_limit_s=time_limit, simulate=simulate,
-                         engine=engine)
-    exec_plan = build_execution_plan(cfg, decision, cl, wl)
+    with Console(stderr=True).status("planning", spinner="line") as status:  # drawn on a terminal only
+        decision = make_plan(cfg, cl, wl, options, search=search, time_limit_s=time_limit, simulate=simulate,
+                             engine=engine, on_step=status.update)
+        status.update("writing the execution plan")
+        exec_plan = build_execution_plan(cfg, decision, cl, wl)
     if output is not None:
         try:
             output.write_text(exec_plan.model_dump_json(indent=1))
         except OSError as e:
             raise InputError("--output", f"cannot write '{output}': {e.strerror}") from None
+    commands = None
+    if emit is not None:
+        from seesaw.codegen.emit import launch_commands  # noqa: PLC0415
+
+        commands = launch_commands(exec_plan, emit, plan_path=str(output) if output is not None else None)
     console = Console(stderr=as_json)
     if as_json:
-        print(json.dumps(exec_plan.summary.model_dump(mode="json"), indent=2))
+        summary = exec_plan.summary.model_dump(mode="json")
+        if commands is not None:
+            summary["launch_commands"] = commands
+        print(json.dumps(summary, indent=2))
     title = f"{cfg.name} on {cl.num_gpus}x{cl.gpu.name} ({cl.gpu_link}), workload {wl.name}: {wl.num_requests} requests"
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415 (only for the KV unit)
     kv_tok = CostModel(cfg, cl, wl).kv_bytes_per_token
     render(decision, title, console, kv_tok, "CPU rank" if cl.gpu.name.lower() == "cpu" else "GPU")
     if output is not None:
         console.print(f"wrote {output}")
+    if commands is not None and not as_json:
+        print("\n".join(commands))
 
 
 @aux.command()
@@ -95,6 +115,19 @@ def validate(path: Annotated[Path, typer.Argument(help="plan.json to check")]) -
 
     p = validate_plan_file(path)
     print(f"{path}: valid plan (schema {p.schema_version}, prefill {p.summary.prefill}, decode {p.summary.decode})")
+
+
+@aux.command(name="emit")
+def emit_commands(
+    path: Annotated[Path, typer.Argument(help="plan.json written by seesaw-plan -o")],
+    engine: Annotated[str, typer.Option("--engine", help="vllm, sglang, trtllm or seesaw")] = "vllm",
+) -> None:
+    """Print the commands that launch a plan's static layout on an engine, or the plan itself on seesaw-run."""
+    from seesaw.codegen import validate_plan_file  # noqa: PLC0415
+    from seesaw.codegen.emit import check_engine, launch_commands  # noqa: PLC0415
+
+    check_engine(engine)
+    print("\n".join(launch_commands(validate_plan_file(path), engine, plan_path=str(path))))
 
 
 @aux.command()
@@ -155,7 +188,7 @@ def _run(typer_app: typer.Typer, args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the status code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("validate", "schema", "list"):
+    if args and args[0] in ("validate", "schema", "list", "emit"):
         code = _run(aux, args)
     else:
         code = _run(app, args)

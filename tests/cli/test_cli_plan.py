@@ -310,3 +310,36 @@ def test_every_command_has_version(prog, capsys):
     assert mod.main(["--version"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"seesaw-{prog} ") and out.split()[1][0].isdigit()
+
+
+# --- launch commands (--emit, emit) ------------------------------------------------------------------------
+
+def test_emit_prints_launch_commands_after_the_table_or_in_the_json(tmp_path, capsys):
+    path = tmp_path / "plan.json"
+    argv = ["--model", L70B, "--cluster", "8xA10", "--workload", "sharegpt:200", "--no-simulate"]
+    code, out, err = run(capsys, *argv, "-o", str(path), "--emit", "vllm")
+    assert code == 0, err
+    lines = out.splitlines()
+    serve = next(i for i, ln in enumerate(lines) if ln.startswith("vllm serve meta-llama/Llama-2-70b-hf "))
+    assert serve > next(i for i, ln in enumerate(lines) if ln.startswith("solver:"))
+    assert any(ln.startswith("vllm bench throughput --model meta-llama/Llama-2-70b-hf ") for ln in lines)
+    assert any(ln.startswith("#") and "re-shards" in ln for ln in lines)
+    s = run_json(capsys, *argv, "--emit", "sglang")
+    assert any(c.startswith("python -m sglang.launch_server --model-path ") for c in s["launch_commands"])
+    assert "--tp-size" in " ".join(s["launch_commands"])
+
+
+def test_emit_subcommand_reads_a_plan_file(plan_file, capsys):
+    code, out, err = run(capsys, "emit", str(plan_file), "--engine", "trtllm")
+    assert code == 0, err
+    assert any(ln.startswith("trtllm-serve meta-llama/Llama-2-7b-hf --tp_size ") for ln in out.splitlines())
+    assert any(ln.startswith("trtllm-bench --model meta-llama/Llama-2-7b-hf throughput ") for ln in out.splitlines())
+    code, out, err = run(capsys, "emit", str(plan_file), "--engine", "seesaw")
+    assert code == 0, err
+    assert f"seesaw-run {plan_file} --checkpoint " in out
+
+
+def test_emit_rejects_an_unknown_engine(plan_file, capsys):
+    assert_one_line_error(*run(capsys, "emit", str(plan_file), "--engine", "tgi"), "--engine", "'tgi'")
+    assert_one_line_error(*run(capsys, "--model", SMOL, "--cluster", "8xA10", "--workload", SMALL_WL,
+                               "--emit", "tgi"), "--emit", "'tgi'")
