@@ -4,7 +4,11 @@
 
 Mirrors vLLM's offline throughput benchmark (``benchmarks/benchmark_throughput.py``): one fixed set of
 requests, EOS ignored, every output exactly its trace length, wall time of the whole generate call, and
-requests/s, total (prompt + output) tokens/s and output tokens/s (DESIGN.md section 6). In one invocation:
+requests/s, total (prompt + output) tokens/s and output tokens/s (DESIGN.md section 6); each system's JSON
+metrics also carry them under vLLM's ``--output-json`` names (``elapsed_time``, ``requests_per_second``,
+``tokens_per_second``, ``output_tokens_per_second``, ...: :func:`seesaw.runtime.results.vllm_throughput_metrics`).
+``--json FILE`` writes every figure, ``--json -`` prints it on stdout (the table then goes to stderr). In one
+invocation:
 
 - ``seesaw``: the planner's plan for exactly these requests (``SearchOptions()``);
 - ``static``: the best static plan (``SearchOptions(static=True)``: one layout, no re-sharding);
@@ -70,7 +74,7 @@ def render(report: dict, console) -> None:
 @app.command()
 def bench(
     checkpoint: Annotated[Path, typer.Option(help="Hugging Face folder or .gguf file")],
-    model_config: Annotated[Optional[str], typer.Option(help="config for planning: name or path (default: the checkpoint's config.json)")] = None,
+    model_config: Annotated[Optional[str], typer.Option(help="config for planning: name, path or Hugging Face id in the local cache (default: the checkpoint's config.json)")] = None,
     cluster: Annotated[str, typer.Option(help="NxGPU or NxCPU (e.g. 3xcpu) or a cluster file")] = "3xcpu",
     dataset: Annotated[str, typer.Option(help="sharegpt or random")] = "sharegpt",
     num_prompts: Annotated[int, typer.Option(help="number of requests")] = 64,
@@ -85,7 +89,7 @@ def bench(
     hf: Annotated[bool, typer.Option(help="run the transformers baseline")] = True,
     warmup: Annotated[bool, typer.Option(help="serve one short request before each timed run")] = True,
     time_limit: Annotated[float, typer.Option(help="planner time limit, seconds")] = 60.0,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure (JSON) here")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure (JSON) here; '-': on stdout (the table then goes to stderr)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Measure throughput of the planned Seesaw plan, the best static plan, extra layouts and transformers."""
@@ -100,6 +104,7 @@ def bench(
     from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
     from seesaw.planner.workload import Workload  # noqa: PLC0415
     from seesaw.runtime.checkpoint import Checkpoint, check_fingerprint, prepare_checkpoint  # noqa: PLC0415
+    from seesaw.runtime.results import check_writable, vllm_throughput_metrics  # noqa: PLC0415
 
     if dataset not in ("sharegpt", "random"):
         raise InputError("--dataset", f"'{dataset}' is not a dataset (expected sharegpt or random)")
@@ -109,6 +114,9 @@ def bench(
         if v is not None and v < 1:
             raise InputError(opt, f"must be >= 1, got {v}")
     pairs = parse_layout_pairs(layout, "pp3:tp3")
+    to_stdout = json_path is not None and str(json_path) == "-"
+    if json_path is not None and not to_stdout:
+        check_writable(json_path, "--json")
 
     folder = prepare_checkpoint(checkpoint)
     ckpt = Checkpoint(folder)
@@ -146,9 +154,9 @@ def bench(
     torch.set_num_threads(threads_per_rank)
     bw = memcpy_gb_per_s()
     torch.set_num_threads(old_threads)
-    console = Console()
+    console = Console(stderr=to_stdout)
     if not console.is_terminal:  # piped or captured: rich would wrap at 80 columns
-        console = Console(width=140)
+        console = Console(width=140, stderr=to_stdout)
     systems: dict[str, dict] = {}
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -185,6 +193,8 @@ def bench(
         else:
             os.environ["SEESAW_THREADS_PER_RANK"] = old_env
 
+    for s in systems.values():  # vLLM's names beside ours (an entry measured once is shared: same values)
+        s["metrics"].update(vllm_throughput_metrics(s["metrics"]))
     hf_rate = systems["transformers"]["metrics"]["tokens_per_s"] if hf else None
     static_rate = systems["static"]["metrics"]["tokens_per_s"]
     for s in systems.values():
@@ -210,7 +220,9 @@ def bench(
               "memcpy_gb_per_s": bw, "threads_per_rank": threads_per_rank, "hf_threads": hf_thr, "cores": cores,
               "systems": systems, "notes": notes}
     render(report, console)
-    if json_path is not None:
+    if to_stdout:
+        print(json.dumps(report, indent=2))
+    elif json_path is not None:
         try:
             json_path.write_text(json.dumps(report, indent=2) + "\n")
         except OSError as e:

@@ -8,7 +8,8 @@ Measures (:mod:`seesaw.runtime.microbench`, :mod:`seesaw.runtime.microbench_comm
 bandwidth, elementwise ops, attention, all-reduce and send/recv at several sizes for each world size (gloo on
 CPU, NCCL on CUDA), host <-> device copies, the scheduler <-> worker round trip of a micro-batch; fits the
 cost model's terms (:mod:`seesaw.planner.calibration.fit`); prints the measurements, the fitted parameters and
-the residuals; writes a profile that loads as a catalog file and as a cluster file's ``gpu:``. With
+the residuals (``--json``: also as JSON on stdout, the tables on stderr); writes a profile that loads as a
+catalog file and as a cluster file's ``gpu:``. With
 ``--checkpoint`` it also times the runtime's own forward passes of that checkpoint on every core at once (``--forward-ranks``)
 (:mod:`seesaw.experiments.calibration_runs`) and fits the compute terms to them together with the op timings; when
 the checkpoint's heads allow TP over the forward ranks it also times TP passes and fits
@@ -31,6 +32,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from seesaw.cli.common import CommandError, run_app
+from seesaw.cli.json_output import json_text
 from seesaw.ir.errors import InputError
 
 STEP_LABEL = "micro-batch round trip (step overhead)"
@@ -57,7 +59,8 @@ def _positive(value: float | None, option: str) -> None:
 @app.command()
 def calibrate(
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="config.json path, folder, or shipped name (default: the checkpoint's)")] = None,
+        "--model", "-m", help="config.json path, folder, shipped name, or Hugging Face id in the local cache "
+                              "(default: the checkpoint's)")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
         help="Hugging Face folder or .gguf file: also time the runtime's forward passes of it (all ranks of --forward-ranks busy)")] = None,
     forward_weight: Annotated[float, typer.Option(
@@ -83,6 +86,8 @@ def calibrate(
     from_benchmarks: Annotated[Optional[Path], typer.Option(
         "--from-benchmarks", help="fit a profile's efficiency terms to measured end-to-end throughputs (.csv or "
                                   ".jsonl, see docs/calibration.md) instead of measuring")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print every table's figures as JSON on stdout (the "
+                                          "tables then go to stderr)")] = False,
 ) -> None:
     """Measure this device, fit the cost model, print the fit and its residuals, write the profile."""
     if from_aiconfigurator is not None or from_benchmarks is not None:
@@ -92,15 +97,17 @@ def calibrate(
             raise InputError("--from-aiconfigurator", "give one of --from-aiconfigurator and --from-benchmarks")
         if out.exists() and out.is_dir() or not out.parent.exists():
             raise InputError("--out", f"cannot write '{out}' (a folder, or its folder does not exist)")
-        console = Console()
+        console = Console(stderr=as_json)
         if from_aiconfigurator is not None:
-            aic(from_aiconfigurator, out, name, console)
+            data = aic(from_aiconfigurator, out, name, console)
         else:
-            bench(from_benchmarks, out, name, console)
+            data = bench(from_benchmarks, out, name, console)
+        if as_json:
+            print(json_text(data))
         return
     import torch
 
-    from seesaw.cli.calibrate_report import print_report, write_profile
+    from seesaw.cli.calibrate_report import print_report, report_data, write_profile
     from seesaw.ir import check_tp, load_model_config
     from seesaw.planner.calibration import fit as F
     from seesaw.planner.hardware.catalog import get_gpu, match_device_name
@@ -242,11 +249,14 @@ def calibrate(
                    "matmul_half_rows")
     entry = profile_entry(kernel, comm, copy, facts, step, links)
     entry_name = (name or ("cpu" if on_cpu else (base.name if base else dev_name))).strip()
-    report = Console(width=None if sys.stdout.isatty() else 140)  # no wrapped sample labels in logs
-    print_report(report, kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps, dp_forward,
-                 links, tp_forward)
+    tty = (sys.stderr if as_json else sys.stdout).isatty()
+    report = Console(width=None if tty else 140, stderr=as_json)  # no wrapped sample labels in logs
+    fitted = (kernel, comm, copy_fits, peak, stream, entry_name, entry, step, m.steps, dp_forward, links, tp_forward)
+    print_report(report, *fitted)
     write_profile(out, entry_name, entry, by, kernel, comm, copy, step, links)
     console.print(f"wrote {out}: a catalog file of one entry; a cluster file takes it as 'gpu: {out.name}'")
+    if as_json:
+        print(json_text({**report_data(*fitted), "out": str(out), "measured_by": by}))
 
 
 @dataclass

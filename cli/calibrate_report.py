@@ -58,20 +58,26 @@ def _forward_table(kernel: F.KernelFit, samples) -> Table:
     return table
 
 
-def _in_run_table(kernel: F.KernelFit) -> Table | None:
-    """Per phase and op, the in-run op samples' mean measured and predicted time and their ratio (sums): where
-    the fitted model misses inside real passes (None without in-run samples)."""
+def _in_run_groups(kernel: F.KernelFit) -> dict[tuple[str, str], list]:
+    """The in-run op residuals by (phase, op), sorted."""
     groups: dict[tuple[str, str], list] = {}
     for r in kernel.residuals:
         if r.group.startswith("in-run "):
             words = r.label.split()  # "in-run <mode> <n> seq(s) <op>"
             groups.setdefault((words[1], words[-1]), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def _in_run_table(kernel: F.KernelFit) -> Table | None:
+    """Per phase and op, the in-run op samples' mean measured and predicted time and their ratio (sums): where
+    the fitted model misses inside real passes (None without in-run samples)."""
+    groups = _in_run_groups(kernel)
     if not groups:
         return None
     table = Table(title="In-run op timings per op (mean over the sampled passes; ratio of the sums)")
     for col in ("phase", "op", "samples", "measured", "predicted", "predicted / measured"):
         table.add_column(col, justify="left" if col in ("phase", "op") else "right")
-    for (mode, op), rs in sorted(groups.items()):
+    for (mode, op), rs in groups.items():
         meas, pred = sum(r.measured_s for r in rs), sum(r.predicted_s for r in rs)
         table.add_row(mode, op, str(len(rs)), _t(meas / len(rs)), _t(pred / len(rs)), f"{pred / meas:.2f}")
     return table
@@ -88,6 +94,70 @@ def _tp_forward_table(links: F.ForwardLinkFit, samples) -> Table:
         table.add_row(s.kind, str(s.seqs), str(s.tokens), str(sum(s.comm_op_counts)), _t(r.measured_s),
                       _t(r.predicted_s), f"{r.error:+.1%}")
     return table
+
+
+def _fit_quality(kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit],
+                 step: F.StepFit | None, forward_samples, links: F.ForwardLinkFit | None, tp_samples):
+    """Every micro-benchmark residual, and per group ``(samples, RMS, max |error|)`` over those and the
+    forward passes (also per kind: ``  forward <kind>``, ``  forward tp <kind>``)."""
+    residuals = list(kernel.residuals) + list(comm.residuals if comm else ())
+    for c in copies.values():
+        residuals += c.residuals
+    residuals += step.residuals if step else ()
+    by_kind = [F.Residual(f"  forward {s.kind}", r.label, r.measured_s, r.predicted_s)
+               for s, r in zip(forward_samples, kernel.forward)]
+    by_kind += [F.Residual(f"  forward tp {s.kind}", r.label, r.measured_s, r.predicted_s)
+                for s, r in zip(tp_samples, links.residuals if links else ())]
+    fitted = residuals + list(kernel.forward) + list(links.residuals if links else ())
+    return residuals, F.residual_summary(fitted) | F.residual_summary(by_kind)
+
+
+def _residual_rows(residuals) -> list[dict]:
+    return [{"group": r.group, "sample": r.label, "measured_s": r.measured_s, "predicted_s": r.predicted_s,
+             "error": r.error} for r in residuals]
+
+
+def report_data(kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit], peak, stream,
+                name: str, entry: dict, step: F.StepFit | None = None, step_samples=(), forward_samples=(),
+                links: F.ForwardLinkFit | None = None, tp_samples=()) -> dict:
+    """What :func:`print_report` prints, as JSON-ready data (same arguments): ``profile`` (the entry written),
+    ``measured`` rates, ``step_round_trips``, ``residuals`` (every sample), ``forward_passes``,
+    ``tp_forward_passes``, ``in_run_ops``, ``fit_quality`` per group and the fitted ``parameters`` with their
+    standard errors (``stderr``: free parameters only). Times are seconds, rates 1e9 units per second."""
+    residuals, quality = _fit_quality(kernel, comm, copies, step, forward_samples, links, tp_samples)
+    rate = lambda t: {"label": t.label, "seconds": t.seconds, "gflop_per_s": t.flops / t.seconds / 1e9,  # noqa: E731
+                      "gb_per_s": t.nbytes / t.seconds / 1e9}
+    params = {"kernel": {**vars(kernel.params), "stderr": dict(kernel.stderr)}}
+    if comm is not None:
+        params["comm"] = {**vars(comm.params), "stderr": {k: v for k, v in comm.stderr.items() if k in comm.free}}
+    if links is not None:
+        params["tp_forward_links"] = {k: v for k, v in vars(links).items() if k != "residuals"}
+    params["host_copies"] = {k: {"host_link_gb_per_s": c.host_link_gb_per_s, "stderr_gb_per_s": c.stderr_gb_per_s}
+                             for k, c in copies.items()}
+    if step is not None:
+        params["step"] = {k: v for k, v in vars(step).items() if k != "residuals"}
+    pass_row = lambda s, r: {"kind": s.kind, "seqs": s.seqs, "tokens": s.tokens, "label": s.label,  # noqa: E731
+                             "measured_s": r.measured_s, "predicted_s": r.predicted_s, "error": r.error}
+    return {
+        "profile": {"name": name, "entry": entry},
+        "measured": {"peak_gemm": rate(peak), "weight_streaming": rate(stream),
+                     "host_copies_gb_per_s": {k: c.host_link_gb_per_s for k, c in copies.items()},
+                     "runtime_reserve_gb": entry["runtime_reserve_gb"]},
+        "step_round_trips": [{"label": s.label, "mode": s.mode, "seqs": s.seqs, "seconds": s.seconds,
+                              "setup_s": s.setup_s} for s in step_samples] if step is not None else [],
+        "residuals": _residual_rows(residuals),
+        "forward_passes": [pass_row(s, r) for s, r in zip(forward_samples, kernel.forward)],
+        "tp_forward_passes": [{**pass_row(s, r), "collectives": sum(s.comm_op_counts)}
+                              for s, r in zip(tp_samples, links.residuals if links else ())],
+        "in_run_ops": [{"phase": mode, "op": op, "samples": len(rs),
+                        "measured_s": sum(r.measured_s for r in rs) / len(rs),
+                        "predicted_s": sum(r.predicted_s for r in rs) / len(rs),
+                        "predicted_over_measured": sum(r.predicted_s for r in rs) / sum(r.measured_s for r in rs)}
+                       for (mode, op), rs in _in_run_groups(kernel).items()],
+        "fit_quality": {g.strip(): {"samples": n, "rms_error": rms, "max_abs_error": worst}
+                        for g, (n, rms, worst) in quality.items()},
+        "parameters": params,
+    }
 
 
 def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, copies: dict[str, F.CopyFit],
@@ -110,10 +180,7 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     if step is not None and step_samples:
         console.print(_step_table(step_samples))
 
-    residuals = list(kernel.residuals) + list(comm.residuals if comm else ())
-    for c in copies.values():
-        residuals += c.residuals
-    residuals += step.residuals if step else ()
+    residuals, quality = _fit_quality(kernel, comm, copies, step, forward_samples, links, tp_samples)
     console.print(_residual_table("Residuals (predicted by the fitted cost model vs measured)", residuals))
     if kernel.forward:
         console.print(_forward_table(kernel, forward_samples))
@@ -125,13 +192,7 @@ def print_report(console: Console, kernel: F.KernelFit, comm: F.CommFit | None, 
     summary = Table(title="Fit quality per group (relative error)")
     for col in ("group", "samples", "RMS", "max |error|"):
         summary.add_column(col, justify="left" if col == "group" else "right")
-    by_kind = [F.Residual(f"  forward {s.kind}", r.label, r.measured_s, r.predicted_s)
-               for s, r in zip(forward_samples, kernel.forward)]
-    by_kind += [F.Residual(f"  forward tp {s.kind}", r.label, r.measured_s, r.predicted_s)
-                for s, r in zip(tp_samples, links.residuals if links else ())]
-    fitted = residuals + list(kernel.forward) + list(links.residuals if links else ())
-    rows = F.residual_summary(fitted) | F.residual_summary(by_kind)
-    for group, (n, rms, worst) in rows.items():
+    for group, (n, rms, worst) in quality.items():
         summary.add_row(group, str(n), f"{rms:.1%}", f"{worst:.1%}")
     console.print(summary)
 

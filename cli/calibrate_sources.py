@@ -24,8 +24,11 @@ def _write(out: Path, name: str, entry: dict, header: list[str]) -> None:
         raise InputError("--out", f"cannot write '{out}': {e.strerror}") from None
 
 
-def from_aiconfigurator(system: str, out: Path, name: str | None, console: Console) -> None:
-    """Fit a profile to AIConfigurator's measured tables of ``system`` and write it."""
+def from_aiconfigurator(system: str, out: Path, name: str | None, console: Console) -> dict:
+    """Fit a profile to AIConfigurator's measured tables of ``system``, print the fit and write it.
+
+    Returns what was printed as JSON-ready data: ``profile`` (``name``, ``entry``), ``out``, and
+    ``fit_quality`` per kernel group (``samples``, ``rms_error``, ``max_abs_error``)."""
     from seesaw.planner.calibration.aic_profile import fit_system  # noqa: PLC0415
     from seesaw.planner.calibration.samples import residual_summary  # noqa: PLC0415
 
@@ -39,15 +42,23 @@ def from_aiconfigurator(system: str, out: Path, name: str | None, console: Conso
         t.add_row(key, f"{fit.entry[key]:g}")
     t.add_row("all-reduce curves (GPUs)", ", ".join(map(str, sorted(fit.entry["allreduce_us"]))))
     console.print(t)
-    for group, (n, rms, worst) in residual_summary(fit.kernel.residuals).items():
+    quality = residual_summary(fit.kernel.residuals)
+    for group, (n, rms, worst) in quality.items():
         console.print(f"fit residuals, {group}: {n} kernels, RMS {rms:.1%}, max {worst:.1%}")
     _write(out, name or fit.name, fit.entry, [f"Hardware profile fitted by seesaw-calibrate --from-aiconfigurator {system}.",
                                               "A catalog file of one entry: a cluster file's 'gpu: <this file>'."])
     console.print(f"wrote {out}")
+    return {"profile": {"name": name or fit.name, "entry": fit.entry}, "out": str(out), "system": system,
+            "fit_quality": {g: {"samples": n, "rms_error": rms, "max_abs_error": worst}
+                            for g, (n, rms, worst) in quality.items()}}
 
 
-def from_benchmarks(path: Path, out: Path, name: str | None, console: Console) -> None:
-    """Fit a profile's efficiency terms to the measured runs of ``path`` and write it."""
+def from_benchmarks(path: Path, out: Path, name: str | None, console: Console) -> dict:
+    """Fit a profile's efficiency terms to the measured runs of ``path``, print the fit and write it.
+
+    Returns what was printed as JSON-ready data: ``profile`` (``name``, ``entry``), ``out``, ``runs`` (each
+    run with its ``measured``, ``predicted_before``, ``predicted_after`` value and ``error_after``) and
+    ``terms`` (each fitted term's ``before`` and ``after``)."""
     from seesaw.planner.calibration.benchmarks import fit_benchmarks, load_runs  # noqa: PLC0415
 
     runs = load_runs(path)
@@ -65,3 +76,9 @@ def from_benchmarks(path: Path, out: Path, name: str | None, console: Console) -
     _write(out, name or fit.gpu, fit.entry, [f"Hardware profile fitted by seesaw-calibrate --from-benchmarks {path}.",
                                             "A catalog file of one entry: a cluster file's 'gpu: <this file>'."])
     console.print(f"wrote {out}")
+    return {"profile": {"name": name or fit.gpu, "entry": fit.entry}, "out": str(out), "benchmarks": str(path),
+            "runs": [{"run": r.label, "model": r.model, "cluster": r.cluster, "layout": r.layout,
+                      "workload": r.workload, "engine": r.engine, "metric": r.metric, "measured": r.value,
+                      "predicted_before": b, "predicted_after": a, "error_after": a / r.value - 1}
+                     for r, b, a in zip(fit.runs, fit.predicted_before, fit.predicted_after)],
+            "terms": {t: {"before": fit.before[t], "after": v} for t, v in fit.after.items()}}

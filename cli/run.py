@@ -54,6 +54,15 @@ def _eos_ids(config: dict, tok) -> set[int]:
     return ids
 
 
+def _status(show: bool, what: str):
+    """A spinner with ``what`` on stderr while a silent step runs (drawn on a terminal only)."""
+    from contextlib import nullcontext  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=True).status(what, spinner="line") if show else nullcontext()
+
+
 def _torchrun_env() -> tuple[int, int, int] | None:
     """``(rank, world, local_rank)`` when started by torchrun (its environment variables), else None."""
     if all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")):
@@ -100,12 +109,14 @@ def run(
     host_buffer_tokens: Annotated[Optional[int], typer.Option(help="override the plan's host KV buffer tokens per replica")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="keep the requests --output already holds, run the rest")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the final metrics (as --metrics writes them) as JSON on stdout")] = False,
 ) -> None:
     """Generate for every prompt under the plan's layouts (re-sharding between prefill and decode)."""
+    from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
     from seesaw.runtime.engine import Engine, WorkerError  # noqa: PLC0415
-    from seesaw.runtime.results import ResultsFile, check_writable  # noqa: PLC0415
+    from seesaw.runtime.results import ResultsFile, check_writable, vllm_throughput_metrics  # noqa: PLC0415
 
     if device not in (None, "cpu", "cuda"):
         raise InputError("--device", f"must be cpu or cuda, got '{device}'")
@@ -123,7 +134,8 @@ def run(
             return
         exec_plan, folder, ckpt, tok, seqs, engine_factory = prepared
     else:
-        exec_plan, folder, ckpt, tok, seqs = _prepare(plan, prompts, checkpoint, chat, max_tokens)
+        with _status(progress, "checking the plan, the prompts and the checkpoint; tokenizing"):
+            exec_plan, folder, ckpt, tok, seqs = _prepare(plan, prompts, checkpoint, chat, max_tokens)
         engine_factory = lambda: Engine(exec_plan, str(folder), device=device, gpu_kv_tokens=gpu_kv_tokens,  # noqa: E731
                                         host_buffer_tokens=host_buffer_tokens)
     results = ResultsFile(output, tok)
@@ -137,10 +149,13 @@ def run(
             results.add(s)
     m = None
     try:
-        with engine_factory() as engine, \
+        ranks = exec_plan.prefill.layout.dp * exec_plan.prefill.layout.tp * exec_plan.prefill.layout.pp
+        with _status(progress, f"starting {ranks} worker(s); each loads its shards of both layouts"):
+            engine = engine_factory()
+        with engine, \
                 Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                          TextColumn("{task.fields[phase]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                         disable=not progress, transient=True) as bar:
+                         disable=not progress, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("requests", total=len(todo), phase="", rate="")
             start = time.perf_counter()
             produced = [0]
@@ -166,11 +181,14 @@ def run(
         raise
     results.finish()
     report = m.as_dict()
+    report.update(vllm_throughput_metrics(report))  # counts this invocation's timed requests, as ours do
     report["requests"] = len(seqs)
     report["resumed"] = len(seqs) - len(pending)
     report["errors"] = sum(1 for r in results.records.values() if r["finish_reason"] == "error")
     if metrics is not None:
         metrics.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(report, indent=2))
     print(f"{len(seqs)} requests ({report['errors']} errors, {report['resumed']} kept from an earlier run), "
           f"{m.output_tokens} output tokens in {m.wall_s:.2f} s: "
           f"{report['tokens_per_s']:.1f} tok/s, {report['output_tokens_per_s']:.1f} output tok/s, "

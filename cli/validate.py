@@ -13,7 +13,8 @@ compares:
 - over all runs: the mean absolute percentage errors, Kendall's tau between predicted and measured
   throughput, and how far the planner's own choice is from the measured best.
 
-It writes ``report.md``, ``results.json``, ``throughput.png`` and ``step_times.png`` under ``--out``. The
+It writes ``report.md``, ``results.json``, ``throughput.png`` and ``step_times.png`` under ``--out``;
+``--json`` also prints the table's figures as JSON on stdout (the table then goes to stderr). The
 planner's view of the hardware is the cluster's device profile (``cpu`` in the catalog, or a cluster file
 with ``gpu: profile.yaml`` from ``seesaw-calibrate``). Bad input exits 2, a failed worker 1.
 """
@@ -52,13 +53,16 @@ def validate(
     replay: Annotated[Optional[Path], typer.Option(help="results.json of an earlier run with the same options: "
                                                    "compare its measurements with the current model, run nothing")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the table's figures (results.json without the raw "
+                                          "step records) as JSON on stdout; the table goes to stderr")] = False,
 ) -> None:
     """Run the runtime over layouts and compare with the cost model's predictions."""
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
     from seesaw.experiments.bench_runs import build_requests, eos_token_ids, parse_layout_pairs  # noqa: PLC0415
-    from seesaw.cli.validate_report import render_table, write_outputs  # noqa: PLC0415
+    from seesaw.cli.json_output import json_text  # noqa: PLC0415
+    from seesaw.cli.validate_report import render_table, results_data, write_outputs  # noqa: PLC0415
     from seesaw.experiments.validation_runs import layout_pairs, machine_drift, plan_runs, run_plan  # noqa: PLC0415
     from seesaw.ir import load_model_config  # noqa: PLC0415
     from seesaw.planner.cost.model import CostModel  # noqa: PLC0415
@@ -98,7 +102,9 @@ def validate(
         drift, drift_note = machine_drift(cfg, cl.gpu)
         notes.insert(0, drift_note)
 
-    console = Console(emoji=False) if Console().is_terminal else Console(emoji=False, width=200)
+    console = Console(emoji=False, stderr=as_json)
+    if not console.is_terminal:  # piped or captured: lines up to 200 columns
+        console = Console(emoji=False, width=200, stderr=as_json)
     results, raw = [], []
     saved = _load_replay(replay) if replay is not None else None
     started = time.perf_counter()
@@ -142,6 +148,8 @@ def validate(
             "command": "seesaw-validate " + shlex.join(sys.argv[1:])}
     render_table(results, summary, meta, console)
     write_outputs(out, results, summary, meta, raw)
+    if as_json:
+        print(json_text(results_data(results, summary, meta)))
 
 
 def _load_replay(path: Path) -> dict[str, dict]:

@@ -143,13 +143,20 @@ def plot_step_times(results, path: Path) -> None:
     plt.close(fig)
 
 
+def results_data(results, summary, meta: dict) -> dict:
+    """What the terminal table shows, as JSON-ready data: ``meta`` (what was run), ``summary`` (the
+    headline errors, Kendall's tau, the planner's choice) and ``runs`` (one object per layout, with
+    ``phases``). ``results.json`` is this plus ``raw``, every run's metrics and step records."""
+    return {"meta": meta, "summary": vars(summary), "runs": [
+        {**{k: v for k, v in vars(r).items() if k != "phases"},
+         "phases": {ph: vars(p) for ph, p in r.phases.items()}} for r in results]}
+
+
 def write_outputs(out: Path, results, summary, meta: dict, raw: list[dict]) -> None:
     """Write report.md, results.json (every figure and step record) and the two plots under ``out``."""
     try:
         (out / "report.md").write_text(markdown(results, summary, meta))
-        data = {"meta": meta, "summary": vars(summary), "runs": [
-            {**{k: v for k, v in vars(r).items() if k != "phases"},
-             "phases": {ph: vars(p) for ph, p in r.phases.items()}} for r in results], "raw": raw}
+        data = {**results_data(results, summary, meta), "raw": raw}
         (out / "results.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
         plot_throughput(results, out / "throughput.png")
         plot_step_times(results, out / "step_times.png")

@@ -2,8 +2,10 @@
 
 ``load_model_config("llama-2-70b")`` reads a shipped example (``examples/models/*.json``, matched
 case-insensitively by file stem); ``load_model_config("path/to/config.json")`` or a folder holding a
-``config.json`` reads a user's file. Every problem with the file raises :class:`InputError` naming the file
-and the field.
+``config.json`` reads a user's file; ``load_model_config("meta-llama/Llama-2-70b-hf")`` (a Hugging Face id
+that is not a local path) reads the model's ``config.json`` from the local Hugging Face cache
+(:mod:`seesaw.ir.hf_cache`; nothing is downloaded). Every problem with the file raises :class:`InputError`
+naming the file and the field.
 
 Field meanings follow the Hugging Face ``transformers`` configuration classes (``LlamaConfig``,
 ``MistralConfig``, ``Qwen2Config``, ``Qwen3Config``) and their modeling code, which decides which
@@ -26,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from seesaw.ir.errors import InputError
+from seesaw.ir.hf_cache import cached_hf_config, download_hint, hf_hub_cache_dir, looks_like_hf_id
 
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
     "LlamaForCausalLM",
@@ -251,17 +254,27 @@ def _find_example(spec: str):
 
 
 def load_model_config(spec: str | Path) -> ModelConfig:
-    """Load a :class:`ModelConfig` from a ``config.json`` path, a folder holding one, or an example name.
+    """Load a :class:`ModelConfig` from a ``config.json`` path, a folder holding one, a Hugging Face model id
+    in the local cache, or an example name.
 
-    A path that exists is read as given; otherwise ``spec`` is matched (case-insensitively, ``.json``
-    optional) against the shipped example names (:func:`list_examples`). The config's ``name`` is the
-    example name, the folder name for ``<folder>/config.json``, or else the file stem.
+    A path that exists is read as given; otherwise an ``org/name`` id (exactly one ``/``,
+    :func:`~seesaw.ir.hf_cache.looks_like_hf_id`) is looked up in the local Hugging Face cache
+    (:func:`~seesaw.ir.hf_cache.cached_hf_config`, ``main`` revision); otherwise ``spec`` is matched
+    (case-insensitively, ``.json`` optional) against the shipped example names (:func:`list_examples`). The
+    config's ``name`` is the example name, the id's ``name`` part, the folder name for
+    ``<folder>/config.json``, or else the file stem.
 
-    Raises :class:`InputError`: field ``model`` when nothing matches or a folder has no ``config.json``;
-    field ``config`` when the file cannot be read or is not valid JSON; otherwise the offending field,
-    with the file as source.
+    Raises :class:`InputError`: field ``model`` when nothing matches, a folder has no ``config.json``, or an
+    id is not in the cache (the problem says how to download it); field ``config`` when the file cannot be
+    read or is not valid JSON; otherwise the offending field, with the file as source.
     """
     path = Path(spec)
+    if looks_like_hf_id(str(spec)) and not path.exists():
+        cached = cached_hf_config(str(spec))
+        if cached is None:
+            raise InputError("model", f"'{spec}' is neither a local file or folder nor in the Hugging Face cache "
+                             f"{hf_hub_cache_dir()}: {download_hint(str(spec))}")
+        return _read_config(cached, str(spec).split("/")[1], str(cached))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError("model", f"folder '{path}' has no config.json")
@@ -269,10 +282,6 @@ def load_model_config(spec: str | Path) -> ModelConfig:
     if path.is_file():
         name = path.parent.name if path.name == "config.json" and path.parent.name else path.stem
         source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError("config", f"cannot read file: {err}", source) from None
     else:
         entry = _find_example(str(spec))
         looks_like_path = path.suffix == ".json" or len(path.parts) > 1
@@ -284,9 +293,17 @@ def load_model_config(spec: str | Path) -> ModelConfig:
                 f"'{spec}' is neither an existing file or folder nor a shipped example "
                 f"(examples: {', '.join(list_examples())})",
             )
-        name = entry.name[: -len(".json")]
-        source = f"examples/models/{entry.name}"
-        text = entry.read_text(encoding="utf-8")
+        return _read_config(entry, entry.name[: -len(".json")], f"examples/models/{entry.name}")
+    return _read_config(path, name, source)
+
+
+def _read_config(path, name: str, source: str) -> ModelConfig:
+    """Parse the config file at ``path`` (a path or a package resource) as model ``name``; errors name
+    ``source``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError("config", f"cannot read file: {err}", source) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

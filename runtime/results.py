@@ -6,6 +6,9 @@ fails part-way leaves every finished line in place and writes metrics naming the
 indices. ``--resume`` reads an output file back and skips the requests it already holds.
 
 Output line: ``{"index", "prompt_token_ids", "token_ids", "text", "finish_reason"}`` (+ ``"error"``).
+
+Metrics carry vLLM's names beside ours (:func:`vllm_throughput_metrics`), so that a ``seesaw-run`` metrics
+file or a ``seesaw-bench`` system reads like ``vllm bench throughput --output-json``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,26 @@ from pathlib import Path
 
 from seesaw.ir.errors import InputError
 from seesaw.schedule.replica import Sequence
+
+
+def vllm_throughput_metrics(metrics: dict) -> dict:
+    """vLLM's offline-throughput keys for our run metrics: the same figures under vLLM's names.
+
+    ``vllm bench throughput --output-json`` (vllm-project/vllm, ``vllm/benchmarks/throughput.py``, ``main``)
+    writes ``elapsed_time`` (seconds of the whole generate call), ``num_requests``, ``total_num_tokens``
+    (prompt + output), ``requests_per_second`` and ``tokens_per_second`` (``total_num_tokens /
+    elapsed_time``); it prints output tokens/s without writing it, so ``output_tokens_per_second`` (output
+    tokens / ``elapsed_time``) follows the same pattern.
+
+    ``metrics`` needs ``requests``, ``prompt_tokens``, ``output_tokens``, ``wall_s``, ``requests_per_s``,
+    ``tokens_per_s`` and ``output_tokens_per_s`` (``RunMetrics.as_dict()``, or the transformers baseline's
+    entry in ``seesaw-bench``), all counting the requests the timed call served. Merge the result beside ours:
+    ``{**metrics, **vllm_throughput_metrics(metrics)}``.
+    """
+    return {"elapsed_time": metrics["wall_s"], "num_requests": metrics["requests"],
+            "total_num_tokens": metrics["prompt_tokens"] + metrics["output_tokens"],
+            "requests_per_second": metrics["requests_per_s"], "tokens_per_second": metrics["tokens_per_s"],
+            "output_tokens_per_second": metrics["output_tokens_per_s"]}
 
 
 def check_writable(path: Path, field: str) -> None:

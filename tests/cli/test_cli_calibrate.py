@@ -108,6 +108,33 @@ def test_refit_without_measuring(calibrated, tiny_model, tmp_path, capsys):
     assert third.step_overhead_us == 0 and "step_overhead_us not measured" in third.source["overheads"]
 
 
+def test_refit_json_prints_every_table_on_stdout(calibrated, tiny_model, tmp_path, capsys):
+    """--json: the tables' figures as JSON on stdout, the tables themselves (and 'wrote ...') on stderr."""
+    _, timings = calibrated
+    out = tmp_path / "j.yaml"
+    assert main(["--model", str(tiny_model), "--refit", str(timings), "--out", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    data = json.loads(printed.out)  # stdout is the JSON alone
+    assert "Fitted parameters" in printed.err and f"wrote {out}" in printed.err
+    assert data["profile"]["name"] == "cpu" and data["out"] == str(out)
+    entry = yaml.safe_load(out.read_text())["cpu"]
+    assert data["profile"]["entry"]["op_overhead_us"] == entry["op_overhead_us"]
+    assert data["measured"]["weight_streaming"]["gb_per_s"] > 0 and data["measured"]["peak_gemm"]["gflop_per_s"] > 0
+    groups = {r["group"] for r in data["residuals"]}
+    assert {"all_reduce", "in-run elementwise"} <= groups
+    for r in data["residuals"]:
+        assert r["error"] == pytest.approx(r["predicted_s"] / r["measured_s"] - 1)
+    assert {"forward", "forward decode", "forward tp"} <= set(data["fit_quality"])
+    assert {f["kind"] for f in data["forward_passes"]} == {"prefill", "decode"}
+    assert data["tp_forward_passes"] and all(f["collectives"] > 0 for f in data["tp_forward_passes"])
+    assert {(r["phase"], r["op"]) for r in data["in_run_ops"]} >= {("decode", "attention"), ("prefill", "attention")}
+    assert data["step_round_trips"] and data["parameters"]["step"]["step_overhead_us"] == pytest.approx(
+        entry["step_overhead_us"], rel=1e-2)  # the profile rounds
+    kernel = data["parameters"]["kernel"]
+    assert kernel["flops_per_s"] > 0 and isinstance(kernel["stderr"], dict)
+    assert "link_gb_per_s" in data["parameters"]["comm"] and data["parameters"]["host_copies"]
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--world-sizes", "1"], "--world-sizes"),
     (["--world-sizes", "two"], "--world-sizes"),

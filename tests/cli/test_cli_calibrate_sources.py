@@ -24,6 +24,18 @@ def test_from_aiconfigurator_writes_a_profile_with_measured_curves(tmp_path, cap
     assert "fit residuals, gemm" in capsys.readouterr().out
 
 
+def test_from_aiconfigurator_json_prints_the_fit_on_stdout(tmp_path, capsys):
+    pytest.importorskip("aiconfigurator_core")
+    out = tmp_path / "l40s.yaml"
+    assert main(["--from-aiconfigurator", "l40s", "--out", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    data = json.loads(printed.out)
+    assert "fit residuals, gemm" in printed.err and data["system"] == "l40s"
+    (spec,) = load_catalog(out).values()
+    assert data["profile"]["name"] == spec.name and data["profile"]["entry"]["op_overhead_us"] == spec.op_overhead_us
+    assert data["fit_quality"]["gemm"]["samples"] > 0
+
+
 def test_from_benchmarks_fits_the_efficiency_to_a_measured_run(tmp_path, capsys):
     """One measured run (TensorRT-LLM 0.14's Llama-3.1-8B on one A100-SXM4-80GB, bench/data/published.jsonl)
     fixes the memory efficiency; the fitted profile predicts it within a few percent."""
@@ -36,6 +48,23 @@ def test_from_benchmarks_fits_the_efficiency_to_a_measured_run(tmp_path, capsys)
     assert "--from-benchmarks" in spec.source["efficiency"]
     report = capsys.readouterr().out
     assert "memory_efficiency:" in report and "wrote" in report
+
+
+def test_from_benchmarks_json_prints_the_fit_on_stdout(tmp_path, capsys):
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,cluster,layout,workload,engine,metric,value\n"
+                    "llama-3-8b,1xA100-SXM-80GB,tp1,random:2048:128:400,trtllm,output_tokens_per_s,795.389\n")
+    out = tmp_path / "a100.yaml"
+    assert main(["--from-benchmarks", str(runs), "--out", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    data = json.loads(printed.out)  # stdout is the JSON alone; the table on stderr
+    assert "memory_efficiency:" in printed.err and "wrote" in printed.err
+    (spec,) = load_catalog(out).values()
+    assert data["profile"]["name"] == spec.name and data["out"] == str(out)
+    (run,) = data["runs"]
+    assert run["measured"] == 795.389 and run["metric"] == "output_tokens_per_s"
+    assert run["error_after"] == pytest.approx(run["predicted_after"] / run["measured"] - 1)
+    assert data["terms"]["memory_efficiency"]["after"] == pytest.approx(spec.memory_efficiency)
 
 
 def test_vllm_output_json_rows(tmp_path):

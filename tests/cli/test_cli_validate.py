@@ -62,9 +62,18 @@ def test_validate_writes_report_json_and_plots(checkpoint, tmp_path, capsys):
     again = tmp_path / "again"
     code = main(["--checkpoint", str(checkpoint), "--cluster", "2xcpu", "--dataset", "random", "--num-prompts", "6",
                  "--input-len", "12", "--output-len", "5", "--layout", "tp2:pp2", "--layout", "dp2:dp2",
-                 "--replay", str(out / "results.json"), "--out", str(again), "--no-progress"])
-    assert code == 0, capsys.readouterr().err
-    replayed = {r["label"]: r for r in json.loads((again / "results.json").read_text())["runs"]}
+                 "--replay", str(out / "results.json"), "--out", str(again), "--no-progress", "--json"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    # --json: the table's figures on stdout (results.json without the raw records), the table on stderr
+    shown = json.loads(printed.out)
+    saved = json.loads((again / "results.json").read_text())
+    assert set(shown) == {"meta", "summary", "runs"} and "raw" in saved
+    assert [r["label"] for r in shown["runs"]] == [r["label"] for r in saved["runs"]]
+    assert shown["runs"][0]["measured_tokens_per_s"] == pytest.approx(saved["runs"][0]["measured_tokens_per_s"])
+    assert shown["summary"]["throughput_mape"] == pytest.approx(saved["summary"]["throughput_mape"])
+    assert "step-time MAPE" in printed.err and "step-time MAPE" not in printed.out
+    replayed = {r["label"]: r for r in saved["runs"]}
     for label in runs:
         assert replayed[label]["measured_tokens_per_s"] == pytest.approx(runs[label]["measured_tokens_per_s"])
         assert replayed[label]["phases"]["decode"]["predicted_s"] == pytest.approx(runs[label]["phases"]["decode"]["predicted_s"])

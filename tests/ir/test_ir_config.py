@@ -188,3 +188,86 @@ def test_quantized_checkpoints_are_refused_not_planned_as_bf16(tmp_path, quant):
     e = err(tmp_path, {**BASE, "quantization_config": quant})
     assert e.field == "quantization_config" and quant["quant_method"] in e.problem
     assert str(tmp_path / "x.json") in str(e)
+
+
+# -- Hugging Face ids from the local cache -----------------------------------------------------------------
+def fake_hf_cache(root: Path, repo_id: str, data, revision: str = "0123abcd") -> Path:
+    """A Hugging Face hub cache holding ``repo_id``'s config.json at ``revision``, laid out as huggingface_hub
+    writes it: the file under blobs/, a symlink to it under snapshots/<revision>/, refs/main naming the
+    revision. Returns the snapshot's config.json."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True)
+    blob = repo / "blobs" / "c0ffee"
+    blob.write_text(json.dumps(data))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    snap = repo / "snapshots" / revision
+    snap.mkdir(parents=True)
+    (snap / "config.json").symlink_to(Path("..", "..", "blobs", "c0ffee"))
+    return snap / "config.json"
+
+
+@pytest.fixture(params=["huggingface_hub", "layout"])
+def hf_lookup(request, monkeypatch):
+    """Run each cache test through huggingface_hub's lookup and through the fallback layout reader."""
+    if request.param == "huggingface_hub":
+        pytest.importorskip("huggingface_hub")
+    else:
+        import sys  # noqa: PLC0415
+
+        monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import raises ImportError
+    return request.param
+
+
+def test_hf_id_found_in_the_cache(tmp_path, monkeypatch, hf_lookup):
+    cache = tmp_path / "hub"
+    config = fake_hf_cache(cache, "my-org/Tiny-Llama", {**BASE, "hidden_size": 128})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)  # no local folder my-org/Tiny-Llama
+    cfg = load_model_config("my-org/Tiny-Llama")
+    assert cfg.name == "Tiny-Llama" and cfg.hidden_size == 128
+    # a bad field names the cached file
+    config.unlink()
+    config.write_text(json.dumps({**BASE, "vocab_size": 0}))
+    with pytest.raises(InputError) as info:
+        load_model_config("my-org/Tiny-Llama")
+    assert info.value.field == "vocab_size" and info.value.source == str(config)
+
+
+def test_hf_cache_follows_hf_home(tmp_path, monkeypatch, hf_lookup):
+    fake_hf_cache(tmp_path / "home" / "hub", "my-org/Tiny-Llama", BASE)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert load_model_config("my-org/Tiny-Llama").num_hidden_layers == BASE["num_hidden_layers"]
+
+
+def test_hf_id_not_in_the_cache_says_how_to_get_it(tmp_path, monkeypatch, hf_lookup):
+    cache = tmp_path / "hub"
+    fake_hf_cache(cache, "my-org/Other", BASE)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as info:
+        load_model_config("meta-llama/Llama-2-70b-hf")
+    e = info.value
+    assert e.field == "model" and str(cache) in e.problem and "\n" not in str(e)
+    assert "hf download meta-llama/Llama-2-70b-hf config.json" in e.problem
+    assert "huggingface-cli download meta-llama/Llama-2-70b-hf config.json" in e.problem
+    assert "pass the path to a config.json" in e.problem
+
+
+def test_local_path_wins_over_the_hf_cache(tmp_path, monkeypatch, hf_lookup):
+    cache = tmp_path / "hub"
+    fake_hf_cache(cache, "my-org/Tiny-Llama", {**BASE, "hidden_size": 128})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    local = tmp_path / "my-org" / "Tiny-Llama"
+    local.mkdir(parents=True)
+    (local / "config.json").write_text(json.dumps({**BASE, "hidden_size": 256}))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_model_config("my-org/Tiny-Llama")
+    assert cfg.hidden_size == 256 and cfg.name == "Tiny-Llama"
+    # a path-shaped spec that exists nowhere is still a missing path, not a Hub id
+    with pytest.raises(InputError) as info:
+        load_model_config("my-org/config.json")
+    assert info.value.problem == "no such file or folder"
