@@ -72,14 +72,20 @@ def _row(name: str, field: str, value: float, mult: float, system: str, pred: Pr
 
 
 def plan_point(cfg: ModelConfig, name: str, cluster: Cluster, workload: Workload, field: str, value: float,
-               mult: float, price: float | None, time_limit_s: float = 10.0) -> list[Row]:
-    """Rows for one point: Seesaw first, then every static layout; speedups against the best static one."""
+               mult: float, price: float | None, time_limit_s: float = 10.0, with_static: bool = True) -> list[Row]:
+    """Rows for one point: Seesaw first, then every static layout; speedups against the best static one.
+
+    ``with_static=False`` plans Seesaw alone (one row, speedup NaN): about half the time, for questions
+    that need only the best plan (the Seesaw plan keeps one layout when that is faster).
+    """
     try:
         sp = plan(cfg, cluster, workload, time_limit_s=time_limit_s)
         rows = [_row(name, field, value, mult, "seesaw", sp.prediction, str(sp.prefill.layout),
                      str(sp.decode.layout), cluster, price, "; ".join(sp.notes))]
     except InputError as e:
         rows = [_row(name, field, value, mult, "seesaw", None, "", "", cluster, price, str(e))]
+    if not with_static:
+        return rows
     cost = CostModel(cfg, cluster, workload)
     for dp in cost.dp_degrees():
         for lay in cost.layouts(dp):
@@ -112,20 +118,26 @@ def point_list(clusters: list[tuple[str, Cluster]], workload: Workload, sweeps: 
 
 def run_whatif(cfg: ModelConfig, clusters: list[tuple[str, Cluster]], workload: Workload, sweeps: list[Sweep],
                prices: dict[str, float] | None = None, time_limit_s: float = 10.0,
-               on_point: Callable[[int, int], None] | None = None) -> list[Row]:
+               on_point: Callable[[int, int], None] | None = None, with_static: bool = True) -> list[Row]:
     """Plan all points; ``clusters`` is ``[(display name, Cluster)]``, ``prices`` USD per GPU-hour by name.
 
-    ``on_point(done, total)`` is called after each point (progress bars). Raises :class:`InputError` for an
-    invalid sweep point (before planning anything).
+    ``on_point(done, total)`` is called after each point (progress bars); ``with_static=False`` plans only
+    the Seesaw row of each point (see :func:`plan_point`). Raises :class:`InputError` for an invalid sweep
+    point (before planning anything).
     """
     prices = prices or {}
     pts = point_list(clusters, workload, sweeps)
     rows: list[Row] = []
     for i, (name, cl, wl, field, value, mult) in enumerate(pts):
-        rows += plan_point(cfg, name, cl, wl, field, value, mult, prices.get(name), time_limit_s)
+        rows += plan_point(cfg, name, cl, wl, field, value, mult, prices.get(name), time_limit_s, with_static)
         if on_point:
             on_point(i + 1, len(pts))
     return rows
+
+
+def row_dict(row: Row) -> dict:
+    """The row's fields as a JSON-ready dict (NaN as None), keyed as :data:`COLUMNS`."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()}
 
 
 def write_csv(rows: list[Row], path: Path) -> None:

@@ -40,7 +40,7 @@ def test_keep_json_keeps_the_keys_in_order():
         ["{", "  ...", '  "b": {', '    "x": 2', "  }", "  ...", '  "c": 3', "  ...", "}"]
 
 
-@pytest.mark.parametrize("doc", ["examples/README.md", "README.md"])
+@pytest.mark.parametrize("doc", ["examples/README.md", "README.md", "docs/whatif.md"])
 def test_docs_quote_what_their_commands_print_today(doc):
     r = subprocess.run([sys.executable, str(_PATH), str(ROOT / doc), "--check"], capture_output=True, text=True,
                        timeout=900)
