@@ -192,10 +192,11 @@ class Engine:
     def replica_ranks(self, r: int) -> range:
         return range(r * self.replica, (r + 1) * self.replica)
 
-    def close(self) -> None:
-        """Stop every worker and remove the host buffer file."""
+    def close(self, wait_s: float = 5.0) -> None:
+        """Stop every worker (those still busy after ``wait_s`` seconds are terminated) and remove the host
+        buffer file."""
         if getattr(self, "workers", None) is not None:
-            self.workers.close()
+            self.workers.close(wait_s)
             self.workers = None
         if self.host is not None:
             self.host.unlink()
@@ -210,8 +211,9 @@ class Engine:
     def __enter__(self) -> "Engine":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *_exc) -> None:
+        # a run that failed or was interrupted does not wait for workers to finish their queued steps
+        self.close(5.0 if exc_type is None else 0.5)
 
     # -- generation -------------------------------------------------------------------------------------
     def _scheduler(self, eos_ids: set[int], phase: str = "prefill") -> ReplicaScheduler:

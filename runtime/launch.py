@@ -27,7 +27,7 @@ class _Served:
 
     ready: dict = {}
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 5.0) -> None:
         pass
 
 

@@ -12,6 +12,8 @@ Both expose ``ready`` (rank -> start-up info), ``send(ranks, cmd)``, ``get() -> 
 from __future__ import annotations
 
 import queue
+import signal
+import threading
 import time
 from collections import deque
 
@@ -35,7 +37,12 @@ def _exit_text(code: int) -> str:
 
 
 class LocalWorkers:
-    """Spawn ``cfg.world_size`` worker processes and wait until each has loaded its shards."""
+    """Spawn ``cfg.world_size`` worker processes and wait until each has loaded its shards.
+
+    The workers start with SIGINT ignored (inherited, so from their first import on): a terminal's Ctrl-C
+    reaches the whole process group, and a worker that stopped on its own could leave its peers blocked in
+    a collective. The scheduler's process handles Ctrl-C and stops every worker (:meth:`close`).
+    """
 
     def __init__(self, cfg: WorkerConfig, start_timeout_s: float = 600.0) -> None:
         ctx = mp.get_context("spawn")
@@ -43,8 +50,14 @@ class LocalWorkers:
         self.commands = [ctx.Queue() for _ in range(cfg.world_size)]
         self.procs = [ctx.Process(target=worker_main, args=(r, cfg, self.commands[r], self.results), daemon=True)
                       for r in range(cfg.world_size)]
-        for p in self.procs:
-            p.start()
+        main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for p in self.procs:
+                p.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         self.ready: dict[int, dict] = {}
         try:
             while len(self.ready) < cfg.world_size:
@@ -98,14 +111,17 @@ class LocalWorkers:
             if msg[0] == "error":
                 raise WorkerError(msg[1], msg[2])
 
-    def close(self) -> None:
-        """Ask every worker to stop; terminate, then kill, those still alive after a few seconds."""
+    def close(self, wait_s: float = 5.0) -> None:
+        """Ask every worker to stop; terminate, then kill, those still alive after ``wait_s`` seconds.
+        Commands a dead or stopped worker never read are dropped (this process must not wait at exit to
+        flush them)."""
         for q in self.commands:
             try:
                 q.put(("stop",))
+                q.cancel_join_thread()
             except Exception:  # noqa: BLE001 (a broken queue must not stop the clean-up)
                 pass
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + wait_s
         for p in self.procs:
             p.join(max(0.0, deadline - time.monotonic()))
         for p in self.procs:
@@ -155,7 +171,8 @@ class CollectiveWorkers:
                     raise WorkerError(rank, reply[2])
                 self.replies.append(reply)
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 5.0) -> None:  # noqa: ARG002 (every rank returns after the stop round)
+        """Broadcast the stop round: every rank returns from :func:`serve_collective`."""
         stop = [[[("stop",)] for _ in range(self.world)]]
         dist.broadcast_object_list(stop, src=0, group=self.group)
 

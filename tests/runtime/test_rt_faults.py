@@ -201,6 +201,27 @@ def test_dead_worker_ends_the_run_naming_the_rank(setup, tmp_path):
     assert _alive(workers) == []
 
 
+def test_ctrl_c_while_workers_start_stops_them_without_a_traceback(setup, tmp_path):
+    """Ctrl-C reaches the whole process group; a worker still importing must not print a traceback or
+    keep running: the workers ignore SIGINT and the scheduler's process stops them."""
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2, 3], "max_tokens": 4}])
+    proc = subprocess.Popen(RUN + [str(plan), "--checkpoint", str(ckpt), "--prompts", str(prompts), "--output",
+                                   str(tmp_path / "o.jsonl"), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:  # interrupt as soon as both workers exist
+        workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        time.sleep(0.05)
+    assert len(workers) >= 2, "workers did not start"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    time.sleep(1)
+    assert _alive(workers) == []
+
+
 def test_ctrl_c_shuts_down_every_rank(setup, tmp_path):
     proc, workers = _start_long_run(setup, tmp_path)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
