@@ -67,10 +67,16 @@ def _check_stages(ph: PhasePlan, name: str, num_layers: int) -> None:
         raise InputError(f"{name}.stage_layers", f"stages cover layers 0..{expect}, the model has {num_layers}")
 
 
+def _listed(ph: PhasePlan, layout: Layout) -> int:
+    """How many ranks ``ph.ranks`` must hold: all of them, or DP replica 0's (the others are expanded)."""
+    return layout.world_size if ph.ranks_listed == "all" else layout.tp * layout.pp
+
+
 def _check_ranks(ph: PhasePlan, name: str, layout: Layout) -> None:
-    if len(ph.ranks) != layout.world_size:
-        raise InputError(f"{name}.ranks", f"{len(ph.ranks)} ranks for layout {layout} "
-                         f"({layout.world_size} expected)")
+    want = _listed(ph, layout)
+    if len(ph.ranks) != want:
+        which = "" if ph.ranks_listed == "all" else " in DP replica 0 (ranks_listed: first-replica)"
+        raise InputError(f"{name}.ranks", f"{len(ph.ranks)} ranks for layout {layout} ({want} expected{which})")
     for i, r in enumerate(ph.ranks):
         where = f"{name}.ranks[{i}]"
         if r.rank != i:
@@ -159,7 +165,7 @@ def _check_programs(ph: PhasePlan, name: str, layout: Layout, tensors: list[dict
 
 def _check_coverage(ph: PhasePlan, name: str, layout: Layout, tensors: list[dict[str, WeightSpec]]) -> None:
     """Each sharded tensor's slices over a TP group tile it exactly once (replicated heads: equally often)."""
-    for d in range(layout.dp):
+    for d in range(layout.dp if ph.ranks_listed == "all" else 1):
         for p in range(layout.pp):
             members = [ph.ranks[layout.rank(d, p, t)] for t in range(layout.tp)]
             for wname, spec in tensors[p].items():

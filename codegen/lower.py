@@ -111,8 +111,16 @@ def _instruction(op: Op, layout: Layout, dp_rank: int, tp_rank: int, tp_group: i
                        weights=[w.name for w in op.weights])
 
 
-def build_phase_plan(cfg: ModelConfig, phase: PhaseLayout, field: str = "phase") -> PhasePlan:
-    """Lower one phase: rank map, process groups, shard maps and programs of all ``dp*tp*pp`` ranks.
+#: A phase of more ranks than this lists only DP replica 0's ranks (``ranks_listed: "first-replica"``; the
+#: runtime expands the others): a 70B model's programs are ~10^3 instructions per rank, so listing all of
+#: 4,096 ranks would take minutes to build and gigabytes of JSON.
+LIST_ALL_RANKS_UP_TO = 64
+
+
+def build_phase_plan(cfg: ModelConfig, phase: PhaseLayout, field: str = "phase",
+                     list_all: bool | None = None) -> PhasePlan:
+    """Lower one phase: rank map, process groups, shard maps and programs of all ``dp*tp*pp`` ranks, or
+    of DP replica 0's ranks only (``list_all=False``; default: all up to :data:`LIST_ALL_RANKS_UP_TO` ranks).
 
     Raises :class:`InputError` (field ``<field>.<ir field>``, e.g. ``decode.tp``) when the IR rejects the
     layout or the stage partition.
@@ -127,8 +135,10 @@ def build_phase_plan(cfg: ModelConfig, phase: PhaseLayout, field: str = "phase")
     stage_ops = [stage_program_ops(graph, s) for s in range(len(stages))]
     stage_weights = [_stage_weights(ops) for ops in stage_ops]
     sample = Instruction(op="sample", name="sample")
+    if list_all is None:
+        list_all = layout.world_size <= LIST_ALL_RANKS_UP_TO or layout.dp == 1
     ranks: list[RankPlan] = []
-    for rank in range(layout.world_size):
+    for rank in range(layout.world_size if list_all else layout.tp * layout.pp):
         dp_rank, pp_rank, tp_rank = layout.coords(rank)
         tp_group = tp_group_id(layout, dp_rank, pp_rank)
         program = [_instruction(op, layout, dp_rank, tp_rank, tp_group) for op in stage_ops[pp_rank]]
@@ -138,7 +148,8 @@ def build_phase_plan(cfg: ModelConfig, phase: PhaseLayout, field: str = "phase")
         ranks.append(RankPlan(rank=rank, dp_rank=dp_rank, pp_rank=pp_rank, tp_rank=tp_rank,
                               layers=stages[pp_rank], weight_shards=shards, program=program))
     return PhasePlan(layout=LayoutSpec(dp=layout.dp, tp=layout.tp, pp=layout.pp),
-                     stage_layers=stages, process_groups=process_groups(layout), ranks=ranks)
+                     stage_layers=stages, process_groups=process_groups(layout), ranks=ranks,
+                     ranks_listed="all" if list_all else "first-replica")
 
 
 def _as_dict(obj: Any, method: str, what: str) -> dict[str, Any]:
@@ -211,13 +222,14 @@ def build_summary(plan: SeesawPlan, pred: PredictionPlan) -> Summary:
 
 
 def build_execution_plan(cfg: ModelConfig, plan: SeesawPlan, cluster: Any, workload: Any, *,
-                         graph: ModelGraph | None = None) -> ExecutionPlan:
+                         graph: ModelGraph | None = None, list_all_ranks: bool | None = None) -> ExecutionPlan:
     """Lower ``plan`` for model ``cfg`` into the static :class:`ExecutionPlan`.
 
     ``cluster``: a ``seesaw.planner.hardware.Cluster`` (its ``model_dump()`` is stored; ``num_gpus`` is
     added when the dump lacks it) or a plain dict holding ``num_gpus``. ``workload``: a
     ``seesaw.planner.workload.Workload`` (its ``summary()`` is stored) or a dict. ``graph``: the unsharded
     IR of ``cfg`` when the caller already built it (only used for the model's size figures).
+    ``list_all_ranks``: list every rank's plan, or DP replica 0's only (default: as :func:`build_phase_plan`).
 
     Raises :class:`InputError` when the two phases' ``dp`` differ (field ``decode.dp``), the page size is
     not positive (field ``page_size_tokens``), the layouts do
@@ -245,8 +257,8 @@ def build_execution_plan(cfg: ModelConfig, plan: SeesawPlan, cluster: Any, workl
                         weight_bytes=graph.weight_bytes()),
         cluster=cluster_dict,
         workload=_as_dict(workload, "summary", "workload"),
-        prefill=build_phase_plan(cfg, plan.prefill, "prefill"),
-        decode=build_phase_plan(cfg, plan.decode, "decode"),
+        prefill=build_phase_plan(cfg, plan.prefill, "prefill", list_all_ranks),
+        decode=build_phase_plan(cfg, plan.decode, "decode", list_all_ranks),
         kv=KVPlan(page_size_tokens=plan.page_size_tokens, gpu_kv_tokens_per_replica=plan.gpu_kv_tokens,
                   gpu_pages_per_rank=-(-plan.gpu_kv_tokens // plan.page_size_tokens),
                   host_buffer_tokens_per_replica=plan.host_kv_buffer_tokens, kv_bytes_per_token=kv_per_token),

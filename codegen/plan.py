@@ -12,16 +12,21 @@ Conventions:
 * Layer ranges are half-open ``[start, stop)``.
 * Process-group ids are per phase: ``prefill.process_groups`` and ``decode.process_groups`` each number
   their groups ``0..n-1`` in the order every rank must create them.
+* A phase lists every rank's plan (``ranks_listed: "all"``), or, on a large cluster, only the ranks of DP
+  replica 0 (``"first-replica"``): every replica runs the same programs on the same shards, so the plan of
+  rank ``d*(pp*tp) + r`` is replica 0's rank ``r`` moved to replica ``d`` (its rank, ``dp_rank``, send/recv
+  peers and process groups shifted by ``d*(pp*tp)`` ranks). Read a rank's plan with
+  :meth:`PhasePlan.rank_plan`, which does that expansion.
 """
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
 
 from seesaw.ir.layout import Layout
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 """Version of the plan format written by this code; readers refuse a newer major/minor version."""
 
 HOST_BUFFER_LAYOUT = "[layers, 2, kv_heads, tokens, head_dim]"
@@ -110,12 +115,45 @@ class RankPlan(_Strict):
 
 
 class PhasePlan(_Strict):
-    """One phase (prefill or decode): layout, stage partition, groups, and every rank's plan."""
+    """One phase (prefill or decode): layout, stage partition, groups, and the ranks' plans.
+
+    ``ranks_listed``: ``"all"`` (``ranks`` holds all ``dp*tp*pp`` ranks) or ``"first-replica"`` (``ranks``
+    holds DP replica 0's ``tp*pp`` ranks; :meth:`rank_plan` expands the others). ``process_groups`` always
+    lists every group of every replica.
+    """
 
     layout: LayoutSpec
     stage_layers: list[tuple[int, int]]
     process_groups: list[ProcessGroup]
     ranks: list[RankPlan]
+    ranks_listed: Literal["all", "first-replica"] = "all"
+    _group_cache: dict[tuple[int, ...], int] | None = PrivateAttr(default=None)
+
+    def rank_plan(self, rank: int) -> RankPlan:
+        """The plan of global ``rank`` (``0 <= rank < dp*tp*pp``), expanded from replica 0's in the
+        ``"first-replica"`` form. Raises IndexError for a rank outside the layout."""
+        if self.ranks_listed == "all":
+            return self.ranks[rank]
+        per_replica = self.layout.tp * self.layout.pp
+        if not 0 <= rank < per_replica * self.layout.dp:
+            raise IndexError(f"rank {rank} is outside layout {self.layout}")
+        dp_rank, local = divmod(rank, per_replica)
+        first = self.ranks[local]
+        if dp_rank == 0:
+            return first
+        shift = dp_rank * per_replica
+        group_of = self._group_ids()
+        ids = {g.id: group_of[tuple(r + shift for r in g.ranks)] for g in self.process_groups
+               if g.ranks and max(g.ranks) < per_replica}
+        program = [ins.model_copy(update={"group": None if ins.group is None else ids[ins.group],
+                                          "peer": None if ins.peer is None else ins.peer + shift})
+                   for ins in first.program]
+        return first.model_copy(update={"rank": rank, "dp_rank": dp_rank, "program": program})
+
+    def _group_ids(self) -> dict[tuple[int, ...], int]:
+        if self._group_cache is None:
+            self._group_cache = {tuple(g.ranks): g.id for g in self.process_groups}
+        return self._group_cache
 
 
 class ModelInfo(_Strict):

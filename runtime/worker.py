@@ -49,7 +49,7 @@ class WorkerConfig:
 def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict) -> dict:
     """Host copies of this rank's shards in ``phase`` (identical (name, slice) pairs shared)."""
     out = {}
-    for name, sl in phase.ranks[rank].weight_shards.items():
+    for name, sl in phase.rank_plan(rank).weight_shards.items():
         key = (name, None if sl is None else (sl.dim, sl.start, sl.stop))
         if key not in cache:
             t = ckpt.read(name, sl, dtype=dtype)
@@ -83,7 +83,7 @@ class Worker:
         self.host_weights = {ph: _load_shards(ckpt, self.plan.phase(ph), rank, self.dtype, cache)
                              for ph in ("prefill", "decode")}
         self.host_weight_bytes = sum(t.numel() * t.element_size() for t in cache.values())
-        dec = self.plan.decode.ranks[rank]
+        dec = self.plan.decode.rank_plan(rank)
         k_name = next((n for n in dec.weight_shards if n.endswith("self_attn.k_proj.weight")), None)
         k_sl = dec.weight_shards.get(k_name) if k_name else None
         kv_heads = (k_sl.stop - k_sl.start) // self.cfg.head_dim if k_sl else self.cfg.num_key_value_heads
@@ -143,7 +143,7 @@ class Worker:
             torch.cuda.synchronize(self.device)
         self.weights = weights
         self.phase = phase
-        rp = self.plan.phase(phase).ranks[self.rank]
+        rp = self.plan.phase(phase).rank_plan(self.rank)
         ctx = RankContext(self.cfg, self.rope, weights, self.groups[phase], rp.tp_rank, self.kv, self.host,
                           self.device, self.dtype, self.stats)
         self.program = PhaseProgram(rp, ctx, self.op_times)
@@ -151,7 +151,7 @@ class Worker:
 
     @property
     def is_sampler(self) -> bool:
-        rp = self.plan.phase(self.phase).ranks[self.rank]
+        rp = self.plan.phase(self.phase).rank_plan(self.rank)
         return rp.tp_rank == 0 and rp.pp_rank == self.plan.phase(self.phase).layout.pp - 1
 
     def forward(self, batches) -> list:
@@ -166,7 +166,7 @@ class Worker:
 
     def swap_in(self, items) -> None:
         """Copy each buffered sequence's KV slice (this rank's decode layers and heads) into its pages."""
-        dec = self.plan.decode.ranks[self.rank]
+        dec = self.plan.decode.rank_plan(self.rank)
         heads = PhaseProgram.kv_head_slice(dec, self.cfg)
         for start, length, pages in items:
             idx = slot_table([pages], [length], self.plan.kv.page_size_tokens, self.device)[0]

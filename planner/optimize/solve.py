@@ -8,7 +8,7 @@ and the plan is the fastest simulated one, its prediction the simulated run besi
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 from seesaw.ir import ModelConfig
 from seesaw.ir.errors import InputError
@@ -49,18 +49,23 @@ def build_options(cost: CostModel, space: SearchSpace):
 
 def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: SearchOptions | None = None,
          search: Search = "cpsat", time_limit_s: float = 60.0, simulate: bool = True,
-         engine: str = "vllm") -> SeesawPlan:
+         engine: str = "vllm", on_step: Callable[[str], None] | None = None) -> SeesawPlan:
     """Choose per-phase layouts, stage partitions, buffers, caps and thresholds.
 
     ``engine``: the serving engine the static baseline is simulated as (:mod:`seesaw.planner.hardware.engines`).
+    ``on_step``: called with a short description as each step starts (tabulating, searching, simulating).
     Raises :class:`InputError` for impossible pins, an unknown engine, and when the model cannot fit (naming
     the shortfall).
     """
+    step = on_step or (lambda _what: None)
     options = options or SearchOptions()
     engine_spec = get_engine(engine)
     cost = CostModel(cfg, cluster, workload, engine_spec)
     space = SearchSpace(cost, options)
+    step("tabulating the cost of every layout")
     pre_opts, dec_opts, static_opts = build_options(cost, space)
+    step(f"searching {len(static_opts)} static options" + (f" and {sum(map(len, pre_opts.values()))} x "
+         f"{sum(map(len, dec_opts.values()))} re-sharding options" if pre_opts and not options.static else ""))
     keep_static = STATIC_CANDIDATES if simulate else 1
     keep_seesaw = SEESAW_CANDIDATES if simulate else 1
     if search == "cpsat":
@@ -95,6 +100,8 @@ def plan(cfg: ModelConfig, cluster: Cluster, workload: Workload, options: Search
     status = "OPTIMAL" if statuses <= {"OPTIMAL", "INFEASIBLE"} else "FEASIBLE"
     seconds = static_res.seconds + (res.seconds if res else 0.0)
     if simulate and statics:
+        step(f"simulating {len(statics)} static and {len(res.candidates) if res else 0} re-sharding candidates "
+             f"over {workload.num_requests:,} requests")
         # only engines that can start count as a baseline (none: vLLM would refuse every layout)
         statics = rank_static(cost, statics, engine_spec)
     best_static = statics[0] if statics else None

@@ -35,7 +35,7 @@ from seesaw.planner.cost.model import CostModel
 from seesaw.planner.hardware.engines import EngineSpec
 from seesaw.planner.simulate.pipeline import Pipeline
 from seesaw.planner.simulate.result import SimRun
-from seesaw.planner.simulate.step_time import AttentionLoad, StepTimes
+from seesaw.planner.simulate.step_time import AttentionLoad, step_times
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
     """
     knobs, block = plan.knobs, plan.knobs.block_size
     pp = plan.layout.pp
-    st = StepTimes(cost, plan.layout, plan.counts)
+    st = step_times(cost, plan.layout, plan.counts)
     pipe = Pipeline(pp)
     reserve = engine.kv_admission == "reserve"
     co = _Cohorts(pp, block, reserve)

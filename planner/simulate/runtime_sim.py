@@ -28,7 +28,7 @@ from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.simulate.pipeline import Pipeline
 from seesaw.planner.simulate.result import SimRun
-from seesaw.planner.simulate.step_time import AttentionLoad, StepTimes
+from seesaw.planner.simulate.step_time import AttentionLoad, step_times
 from seesaw.schedule import PageAllocator, Policy, ReplicaScheduler, Sequence
 
 
@@ -122,8 +122,8 @@ def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int],
     With ``stop_after_s`` the simulation stops once its clock passes it (``SimRun.stopped``): a search
     that only needs to know whether the plan beats that time."""
     policy = plan.policy()
-    times = {"prefill": StepTimes(cost, plan.prefill, plan.prefill_counts),
-             "decode": StepTimes(cost, plan.decode, plan.decode_counts)}
+    times = {"prefill": step_times(cost, plan.prefill, plan.prefill_counts),
+             "decode": step_times(cost, plan.decode, plan.decode_counts)}
     layouts = {"prefill": (plan.prefill, plan.prefill_counts), "decode": (plan.decode, plan.decode_counts)}
     counts = {ph: c for ph, (_, c) in layouts.items()}
     groups = _Groups(max(1, plan.decode.pp))

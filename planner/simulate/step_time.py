@@ -182,3 +182,14 @@ class StepTimes:
         out[0] += self._first(tokens)
         out[-1] += self._norm(tokens) + self._head(rows)
         return out
+
+
+def step_times(cost: CostModel, layout: Layout, counts: tuple[int, ...]) -> StepTimes:
+    """The :class:`StepTimes` of ``layout`` and ``counts`` under ``cost``, built once per cost model and kept on
+    it: every DP replica of a simulated run (512 on a 4,096-GPU cluster), and every candidate simulated in
+    one process, shares the tables instead of rebuilding them."""
+    cache = cost.__dict__.setdefault("_step_times", {})
+    key = (layout, tuple(counts))
+    if key not in cache:
+        cache[key] = StepTimes(cost, layout, tuple(counts))
+    return cache[key]

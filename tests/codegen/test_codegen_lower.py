@@ -136,7 +136,7 @@ def test_program_is_topological_and_matches_ir(pp2_tp2, cfg):
 
 def test_plan_sections(pp2_tp2, cfg):
     p = pp2_tp2
-    assert p.schema_version == "1.1" and p.generator.startswith("seesaw ")
+    assert p.schema_version == "1.2" and p.generator.startswith("seesaw ")
     assert p.model.fingerprint == cfg.fingerprint()
     assert p.model.num_parameters == build_graph(cfg).num_parameters()
     assert p.model.weight_bytes == 2 * p.model.num_parameters
@@ -214,3 +214,32 @@ def test_real_cluster_and_workload(cfg, make_decision, tmp_path):
     assert plan.workload == workload.summary()
     write_plan(plan, tmp_path / "p.json")
     assert validate_plan_file(tmp_path / "p.json") == plan
+
+
+def test_first_replica_form_expands_to_the_full_plan(cfg, build_plan, make_decision):
+    """A plan listing DP replica 0's ranks only expands, rank by rank, to exactly the plan that lists all."""
+    full = build_plan(cfg, Layout(dp=4, pp=2), Layout(dp=4, tp=2))
+    short = build_execution_plan(cfg, make_decision(cfg, Layout(dp=4, pp=2), Layout(dp=4, tp=2)),
+                                 {"name": "test", "num_gpus": 8}, {"name": "test"}, list_all_ranks=False)
+    for name in ("prefill", "decode"):
+        f, s = full.phase(name), short.phase(name)
+        assert (f.ranks_listed, s.ranks_listed, len(f.ranks), len(s.ranks)) == ("all", "first-replica", 8, 2)
+        assert s.process_groups == f.process_groups
+        assert [s.rank_plan(r) for r in range(8)] == [f.rank_plan(r) for r in range(8)] == f.ranks
+        with pytest.raises(IndexError):
+            s.rank_plan(8)
+    check_plan(short, cfg)
+
+
+def test_large_cluster_lists_the_first_replica_only(cfg, build_plan):
+    from seesaw.codegen.lower import LIST_ALL_RANKS_UP_TO
+
+    dp = LIST_ALL_RANKS_UP_TO  # dp * tp2 ranks: more than listed in full
+    plan = build_plan(cfg, Layout(dp=dp, tp=2), Layout(dp=dp, pp=2))
+    assert plan.prefill.ranks_listed == plan.decode.ranks_listed == "first-replica"
+    assert len(plan.prefill.ranks) == len(plan.decode.ranks) == 2
+    assert len(plan.decode.process_groups) == dp
+    last = plan.decode.rank_plan(2 * dp - 1)
+    assert (last.dp_rank, last.pp_rank) == (dp - 1, 1)
+    assert [i.peer for i in last.program if i.op == "recv"] == [2 * dp - 2]
+    check_plan(plan, cfg)

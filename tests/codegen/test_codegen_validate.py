@@ -56,7 +56,7 @@ def test_error_carries_source_for_consistency_errors(tmp_path, pp2_tp2_data):
     assert str(err.value).startswith(f"{path}: summary.gpu_kv_tokens: ")
 
 
-@pytest.mark.parametrize("version,text", [("2.0", "newer"), ("1.2", "newer"), ("one", "MAJOR.MINOR"),
+@pytest.mark.parametrize("version,text", [("2.0", "newer"), ("1.3", "newer"), ("one", "MAJOR.MINOR"),
                                           (None, "missing")])
 def test_schema_version(pp2_tp2_data, version, text):
     pp2_tp2_data["schema_version"] = version
@@ -66,9 +66,9 @@ def test_schema_version(pp2_tp2_data, version, text):
 
 
 def test_older_minor_or_same_version_accepted(pp2_tp2_data):
-    """1.1 added optional fields (the prediction method and closed form, the baseline's engine knobs): a
-    1.0 file still validates."""
-    assert SCHEMA_VERSION == "1.1"
+    """1.1 added optional fields (the prediction method and closed form, the baseline's engine knobs), 1.2 the
+    optional ``ranks_listed``: a 1.0 file still validates."""
+    assert SCHEMA_VERSION == "1.2"
     validate_plan_data(pp2_tp2_data)
     pp2_tp2_data["schema_version"] = "1.0"
     validate_plan_data(pp2_tp2_data)

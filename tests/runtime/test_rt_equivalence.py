@@ -152,7 +152,7 @@ def test_timed_instructions_leave_tokens_unchanged_and_cover_every_program(refer
     assert [s.output for s in seqs] == ref_tokens
     assert {r["rank"] for r in m.op_times} == {0, 1} and {r["mode"] for r in m.op_times} == {"prefill", "decode"}
     for rec in m.op_times:
-        program = plan.phase(rec["mode"]).ranks[rec["rank"]].program
+        program = plan.phase(rec["mode"]).rank_plan(rec["rank"]).program
         assert [name for name, _ in rec["ops"]] == [ins.name for ins in program]
         assert all(t > 0 for _, t in rec["ops"])
     decode_passes = sum(1 for s in m.steps if s["kind"] == "decode")
