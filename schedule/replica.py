@@ -151,15 +151,20 @@ class ReplicaScheduler:
         self._prefill_inflight = 0  # sequences inside in-flight direct-policy prefills (pages held, not running)
 
     # -- admission ------------------------------------------------------------------------------------
+    def refusal(self, prompt_tokens: int, max_tokens: int) -> str | None:
+        """Why a request of this prompt length and ``max_tokens`` can never fit, or None when it can."""
+        if not self.pages.can_allocate_total(prompt_tokens + max_tokens):
+            return (f"prompt ({prompt_tokens}) + max_tokens ({max_tokens}) exceed the device KV cache "
+                    f"({self.pages.num_pages * self.pages.page_size} tokens)")
+        if self.policy.use_buffer and prompt_tokens > self.buffer.capacity:
+            return f"prompt ({prompt_tokens} tokens) exceeds the host KV buffer ({self.buffer.capacity} tokens)"
+        return None
+
     def add(self, seq: Sequence) -> None:
-        """Queue a request, or refuse it now (``finish_reason "error"``) if it can never fit."""
-        budget = len(seq.prompt) + seq.max_tokens
-        if not self.pages.can_allocate_total(budget):
-            self._refuse(seq, f"prompt ({len(seq.prompt)}) + max_tokens ({seq.max_tokens}) exceed the device "
-                              f"KV cache ({self.pages.num_pages * self.pages.page_size} tokens)")
-        elif self.policy.use_buffer and len(seq.prompt) > self.buffer.capacity:
-            self._refuse(seq, f"prompt ({len(seq.prompt)} tokens) exceeds the host KV buffer "
-                              f"({self.buffer.capacity} tokens)")
+        """Queue a request, or refuse it now (``finish_reason "error"``) if it can never fit (:meth:`refusal`)."""
+        why = self.refusal(len(seq.prompt), seq.max_tokens)
+        if why is not None:
+            self._refuse(seq, why)
         else:
             self.waiting.append(seq)
 

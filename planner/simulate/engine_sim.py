@@ -35,6 +35,7 @@ from seesaw.planner.cost.model import CostModel
 from seesaw.planner.hardware.engines import EngineSpec
 from seesaw.planner.simulate.pipeline import Pipeline
 from seesaw.planner.simulate.result import SimRun
+from seesaw.planner.simulate.replicas import counted_only, replica_shares, replicas_to_simulate
 from seesaw.planner.simulate.step_time import AttentionLoad, step_times
 
 
@@ -66,6 +67,11 @@ class EnginePlan:
     counts: tuple[int, ...]
     knobs: EngineKnobs
     kv_blocks: int
+
+    def holds(self, prompt_tokens: int, output_tokens: int) -> bool:
+        """Whether a request's prompt and output fit the replica's KV blocks at once (one that does not would
+        preempt itself for ever, so the simulation refuses it)."""
+        return -(-(prompt_tokens + output_tokens) // self.knobs.block_size) <= self.kv_blocks
 
 
 def engine_kv_blocks(cost: CostModel, layout: Layout, counts: tuple[int, ...], knobs: EngineKnobs,
@@ -183,7 +189,7 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
     waiting: deque[_Req] = deque()
     run = SimRun(requests=len(prompt_lens))
     for i, (p, o) in enumerate(zip(prompt_lens, output_lens)):
-        if -(-(p + o) // block) > plan.kv_blocks:
+        if not plan.holds(p, o):
             run.refused += 1  # can never hold prompt and output at once: it would preempt itself for ever
         else:
             waiting.append(_Req(i, p, o))
@@ -380,15 +386,18 @@ def simulate_engine_replica(cost: CostModel, plan: EnginePlan, engine: EngineSpe
     return run
 
 
-def simulate_engine(cost: CostModel, plan: EnginePlan, engine: EngineSpec, stop_after_s: float | None = None) -> SimRun:
-    """Simulate every DP replica of the engine on its share of ``cost.workload`` (round robin); wall time is
-    the slowest replica's. ``stop_after_s``: as :func:`simulate_engine_replica`."""
+def simulate_engine(cost: CostModel, plan: EnginePlan, engine: EngineSpec, stop_after_s: float | None = None,
+                    sample: bool = True) -> SimRun:
+    """Simulate the DP replicas of the engine on their shares of ``cost.workload`` (round robin); wall time is
+    the slowest replica's. ``sample``: as :func:`~seesaw.planner.simulate.runtime_sim.simulate_runtime`.
+    ``stop_after_s``: as :func:`simulate_engine_replica`."""
     run = SimRun()
     w = cost.workload
-    dp = plan.layout.dp
-    for r in range(min(dp, w.num_requests)):
-        run.add_replica(simulate_engine_replica(cost, plan, engine, list(w.prompt_lens[r::dp]),
-                                                list(w.output_lens[r::dp]), stop_after_s))
+    shares = replica_shares(w.prompt_lens, w.output_lens, plan.layout.dp)
+    chosen = replicas_to_simulate(shares, sample)
+    for r in chosen:
+        run.add_replica(simulate_engine_replica(cost, plan, engine, *shares[r], stop_after_s))
         if run.stopped:
-            break
+            return run
+    counted_only(run, shares, chosen, plan.holds)
     return run

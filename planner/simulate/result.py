@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 class SimRun:
     """One simulated run: wall time and the phase breakdown (s) of the slowest replica (its parts add up to
     its wall time; the runtime's metrics take each phase's maximum over replicas instead), transitions per
-    replica (the most of any), the other counts summed over replicas."""
+    replica (the most of any), the other counts summed over replicas. On a cluster of many replicas only some
+    are stepped through (:mod:`~seesaw.planner.simulate.replicas`): ``requests``, ``refused`` and the token
+    counts cover every replica, the step counts (batches, steps, swap-ins, preemptions) the simulated ones."""
 
     wall_s: float = 0.0
     prefill_s: float = 0.0
@@ -25,6 +27,8 @@ class SimRun:
     output_tokens: int = 0
     per_replica: list[dict] = field(default_factory=list)
     stopped: bool = False  # stopped early: its clock passed ``stop_after_s`` (then only a lower bound)
+    replicas: int = 0  # DP replicas with requests
+    replicas_simulated: int = 0  # of which stepped through (the others counted only: simulate.replicas)
 
     @property
     def tokens_per_s(self) -> float:

@@ -28,6 +28,7 @@ from seesaw.ir.layout import Layout
 from seesaw.planner.cost.model import CostModel
 from seesaw.planner.simulate.pipeline import Pipeline
 from seesaw.planner.simulate.result import SimRun
+from seesaw.planner.simulate.replicas import counted_only, replica_shares, replicas_to_simulate
 from seesaw.planner.simulate.step_time import AttentionLoad, step_times
 from seesaw.schedule import PageAllocator, Policy, ReplicaScheduler, Sequence
 
@@ -116,20 +117,26 @@ class _Groups:
         return done
 
 
+def _scheduler(plan: RuntimePlan, phase: str, on_join) -> ReplicaScheduler:
+    """The runtime's scheduler for one replica of ``plan``, with an empty queue."""
+    policy = plan.policy()
+    pages = PageAllocator(max(1, -(-plan.gpu_kv_tokens // plan.page_size_tokens)), plan.page_size_tokens)
+    return ReplicaScheduler(policy, pages, plan.host_buffer_tokens if policy.use_buffer else 0, set(), phase,
+                            on_join=on_join)
+
+
 def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int], output_lens: list[int],
                      phase: str = "prefill", stop_after_s: float | None = None) -> SimRun:
     """Simulate one replica serving these requests (in this order) under ``plan``; see the module docstring.
     With ``stop_after_s`` the simulation stops once its clock passes it (``SimRun.stopped``): a search
     that only needs to know whether the plan beats that time."""
-    policy = plan.policy()
     times = {"prefill": step_times(cost, plan.prefill, plan.prefill_counts),
              "decode": step_times(cost, plan.decode, plan.decode_counts)}
     layouts = {"prefill": (plan.prefill, plan.prefill_counts), "decode": (plan.decode, plan.decode_counts)}
     counts = {ph: c for ph, (_, c) in layouts.items()}
     groups = _Groups(max(1, plan.decode.pp))
-    pages = PageAllocator(max(1, -(-plan.gpu_kv_tokens // plan.page_size_tokens)), plan.page_size_tokens)
-    sched = ReplicaScheduler(policy, pages, plan.host_buffer_tokens if policy.use_buffer else 0, set(), phase,
-                             on_join=groups.join)
+    sched = _scheduler(plan, phase, groups.join)
+    policy = sched.policy
     for i, (p, o) in enumerate(zip(prompt_lens, output_lens)):
         sched.add(Sequence(i, range(p), o, ignore_eos=True))
     run = SimRun(requests=len(prompt_lens))
@@ -206,16 +213,20 @@ def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int],
     return run
 
 
-def simulate_runtime(cost: CostModel, plan: RuntimePlan, stop_after_s: float | None = None) -> SimRun:
-    """Simulate every DP replica serving its round-robin share of ``cost.workload`` (as the runtime deals
-    requests: request ``i`` to replica ``i mod dp``); wall time is the slowest replica's. ``stop_after_s``:
-    as :func:`simulate_replica` (the first replica that passes it ends the simulation)."""
+def simulate_runtime(cost: CostModel, plan: RuntimePlan, stop_after_s: float | None = None,
+                     sample: bool = True) -> SimRun:
+    """Simulate the DP replicas serving their round-robin shares of ``cost.workload`` (as the runtime deals
+    requests: request ``i`` to replica ``i mod dp``); wall time is the slowest replica's. With ``sample``, a
+    run of many replicas steps through those likely to be slowest (:mod:`~seesaw.planner.simulate.replicas`).
+    ``stop_after_s``: as :func:`simulate_replica` (the first replica that passes it ends the simulation)."""
     run = SimRun()
     w = cost.workload
-    dp = plan.prefill.dp
-    for r in range(min(dp, w.num_requests)):
-        run.add_replica(simulate_replica(cost, plan, list(w.prompt_lens[r::dp]), list(w.output_lens[r::dp]),
-                                         stop_after_s=stop_after_s))
+    shares = replica_shares(w.prompt_lens, w.output_lens, plan.prefill.dp)
+    chosen = replicas_to_simulate(shares, sample)
+    for r in chosen:
+        run.add_replica(simulate_replica(cost, plan, *shares[r], stop_after_s=stop_after_s))
         if run.stopped:
-            break
+            return run
+    admit = _scheduler(plan, "prefill", None)
+    counted_only(run, shares, chosen, lambda p, o: admit.refusal(p, o) is None)
     return run

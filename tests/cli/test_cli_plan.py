@@ -343,3 +343,32 @@ def test_emit_rejects_an_unknown_engine(plan_file, capsys):
     assert_one_line_error(*run(capsys, "emit", str(plan_file), "--engine", "tgi"), "--engine", "'tgi'")
     assert_one_line_error(*run(capsys, "--model", SMOL, "--cluster", "8xA10", "--workload", SMALL_WL,
                                "--emit", "tgi"), "--emit", "'tgi'")
+
+
+def test_a_terminal_sees_each_planning_step(tmp_path):
+    """On a terminal (forced here), stderr shows the step planning is in instead of staying silent."""
+    import os  # noqa: PLC0415
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from seesaw.cli.plan import main; main()", "--model", "llama-2-7b", "--cluster",
+         "4xA10", "--workload", "random:512:128:64", "-o", str(tmp_path / "p.json")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "FORCE_COLOR": "1", "TTY_INTERACTIVE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    for step in ("searching", "simulating", "writing the execution plan"):
+        assert step in proc.stderr
+
+
+def test_planning_4096_gpus_writes_a_compact_plan(tmp_path):
+    """512 replicas of tp8: the plan lists DP replica 0's ranks and expands every other rank on demand."""
+    from seesaw.codegen import validate_plan_file  # noqa: PLC0415
+
+    out = tmp_path / "big.json"
+    assert main(["--model", "llama-2-70b", "--cluster", "4096xH100-SXM", "--workload", "sharegpt:4000",
+                 "--static", "--prefill", "dp512tp8", "-o", str(out)]) == 0
+    plan = validate_plan_file(out)
+    ph = plan.prefill
+    assert (ph.ranks_listed, len(ph.ranks)) == ("first-replica", 8)
+    last = ph.rank_plan(4095)
+    assert (last.dp_rank, last.tp_rank) == (511, 7)
+    groups = {g.id: g.ranks for g in ph.process_groups}
+    assert all(4095 in groups[i.group] for i in last.program if i.op == "all_reduce")

@@ -83,6 +83,15 @@ def test_prompt_too_long_gets_error_line_and_others_complete(setup, tmp_path):
     assert m["transitions"] >= 1 and m["kv_swap_out_bytes"] > 0
 
 
+def test_start_up_steps_are_shown_on_a_terminal(setup, tmp_path):
+    root, ckpt, _, plan = setup
+    prompts = _prompts(tmp_path / "p.jsonl", [{"prompt_token_ids": [1, 2, 3], "max_tokens": 2}])
+    r = _run([plan, "--checkpoint", ckpt, "--prompts", prompts, "--output", tmp_path / "o.jsonl"],
+             env={**os.environ, "FORCE_COLOR": "1", "TTY_INTERACTIVE": "1"})  # as on a terminal
+    assert r.returncode == 0, r.stderr
+    assert "checking the plan, the prompts and the checkpoint" in r.stderr and "starting 2 worker(s)" in r.stderr
+
+
 @pytest.mark.parametrize("line, field", [
     ("{not json", "line 2"),
     ({"prompt_token_ids": [1], "max_tokens": 0}, "line 2: max_tokens"),
