@@ -124,7 +124,7 @@ def _sweep(model: str, cluster: list[str], workload: str, sweep: list[str], poin
     from seesaw.ir import load_model_config
     from seesaw.planner.hardware import load_cluster
     from seesaw.planner.whatif.plots import write_plots
-    from seesaw.planner.whatif.run import BASE, point_list, row_dict, run_whatif, write_csv
+    from seesaw.planner.whatif.run import point_list, row_dict, run_whatif, write_csv
     from seesaw.planner.whatif.sweep import parse_sweep
     from seesaw.planner.workload import load_workload
 
@@ -154,7 +154,16 @@ def _sweep(model: str, cluster: list[str], workload: str, sweep: list[str], poin
     if not fits:
         raise InputError("--cluster", f"nothing fits at any point (results in {out / 'results.csv'}, no plots): "
                          + infeasible[0].note)
-    table = Table(title=f"{cfg.name}, workload {wl.name}: Seesaw vs best static layout")
+    _show_rows(rows, f"{cfg.name}, workload {wl.name}: Seesaw vs best static layout", as_json, console)
+    console.print(f"wrote {out / 'results.csv'} and {', '.join(p.name for p in paths)}")
+
+
+def _show_rows(rows, title: str, as_json: bool, console: Console) -> None:
+    """The sweep's table (one line per cluster and point: the Seesaw plan beside the best static layout), then
+    a line per infeasible point on stderr."""
+    from seesaw.planner.whatif.run import BASE  # noqa: PLC0415
+
+    table = Table(title=title)
     for col in ("cluster", "sweep", "value", "Seesaw", "tok/s", "best static", "tok/s ", "speedup", "GB/GPU", "$/M out"):
         table.add_column(col, justify="left" if col in ("cluster", "sweep", "Seesaw", "best static") else "right")
     key = lambda r: (r.cluster, r.sweep_field, r.sweep_value)  # noqa: E731
@@ -168,10 +177,26 @@ def _sweep(model: str, cluster: list[str], workload: str, sweep: list[str], poin
                       b.system if b else "-", _f(b.tokens_per_s) if b else "-", _f(r.speedup_vs_best_static, ".2f"),
                       _f(r.memory_gb_per_gpu, ".1f"), _f(r.usd_per_m_output_tokens, ".3f"))
     _show(table, as_json)
-    for r in infeasible:
-        point = "" if r.sweep_field == BASE else f" at {r.sweep_field}={r.sweep_value:.3g}"
-        console.print(f"infeasible: {r.cluster}{point}: {r.note}", emoji=False, markup=False)
-    console.print(f"wrote {out / 'results.csv'} and {', '.join(p.name for p in paths)}")
+    for r in rows:
+        if r.system == "seesaw" and not r.feasible:
+            point = "" if r.sweep_field == BASE else f" at {r.sweep_field}={r.sweep_value:.3g}"
+            console.print(f"infeasible: {r.cluster}{point}: {r.note}", emoji=False, markup=False)
+
+
+aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@aux.command()
+def show(results: Annotated[Path, typer.Argument(help="a results.csv that seesaw-whatif wrote, or its folder")],
+         as_json: Annotated[bool, typer.Option("--json", help="the rows as JSON on stdout")] = False) -> None:
+    """Print the table of an earlier sweep from its results.csv, without planning again."""
+    from seesaw.planner.whatif.run import read_csv, row_dict  # noqa: PLC0415
+
+    path = results / "results.csv" if results.is_dir() else results
+    rows = read_csv(path)
+    if as_json:
+        print(json.dumps({"rows": [row_dict(r) for r in rows]}, indent=2))
+    _show_rows(rows, f"{path}: Seesaw vs best static layout", as_json, Console(stderr=True))
 
 
 def _candidate_specs(specs: list[str]) -> list[tuple[str, str]]:
@@ -269,7 +294,11 @@ def _recommend(model: str, cluster: list[str], workload: str, price: list[str], 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the status code."""
-    code = run_app(app, list(sys.argv[1:] if argv is None else argv), "seesaw-whatif")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "show":  # one command: typer takes its arguments directly
+        code = run_app(aux, args[1:], "seesaw-whatif show")
+    else:
+        code = run_app(app, args, "seesaw-whatif")
     if argv is None:
         sys.exit(code)
     return code

@@ -140,6 +140,40 @@ def row_dict(row: Row) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()}
 
 
+def read_csv(path: Path) -> list[Row]:
+    """The rows :func:`write_csv` wrote to ``path`` (empty cells back to NaN).
+
+    Raises :class:`InputError` naming the file when it cannot be read or is not a results file of this
+    version (its header differs from :data:`COLUMNS`, or a cell does not parse).
+    """
+    kinds = {f.name: f.type for f in fields(Row)}
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != COLUMNS:
+                raise InputError("results", "is not a seesaw-whatif results.csv of this version (its columns differ)",
+                                 str(path))
+            rows = []
+            for line, raw in enumerate(reader, start=2):
+                try:
+                    rows.append(Row(**{k: _cell(kinds[k], v) for k, v in raw.items()}))
+                except (TypeError, ValueError):
+                    raise InputError(f"line {line}", "a cell does not parse as its column's type", str(path)) from None
+    except OSError as e:
+        raise InputError("results", f"cannot read '{path}': {e.strerror}") from None
+    return rows
+
+
+def _cell(kind: str, text: str):
+    if kind == "float":
+        return float(text) if text != "" else _NAN
+    if kind == "bool":
+        if text not in ("True", "False"):
+            raise ValueError(text)
+        return text == "True"
+    return text
+
+
 def write_csv(rows: list[Row], path: Path) -> None:
     """Write rows to ``path`` with a header of :data:`COLUMNS`; NaN is written as an empty cell."""
     with open(path, "w", newline="") as f:

@@ -133,3 +133,18 @@ def test_sweep_json_prints_every_row_on_stdout_and_the_table_on_stderr(tmp_path,
     assert all(r["usd_per_m_output_tokens"] > 0 for r in doc["rows"] if r["feasible"])
     assert doc["files"][0] == str(tmp_path / "results.csv")
     assert "best static" in cap.err and "wrote" in cap.err
+    # `show` reprints the same table from the CSV without planning, and its JSON holds the same rows
+    assert main(["show", str(tmp_path), "--json"]) == 0
+    again = capsys.readouterr()
+    assert json.loads(again.out)["rows"] == doc["rows"]
+    table = lambda text: [ln for ln in text.splitlines() if ln.startswith("│")]  # noqa: E731
+    assert table(again.err) == table(cap.err) and table(again.err)
+
+
+def test_show_refuses_a_file_that_is_not_a_results_csv(tmp_path, capsys):
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    code = main(["show", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "other.csv" in err[0] and "results.csv" in err[0]
+    assert main(["show", str(tmp_path / "missing.csv")]) == 2
