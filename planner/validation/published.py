@@ -117,7 +117,10 @@ def predict_run(run: PublishedRun) -> RunPrediction:
     from seesaw.planner.optimize.space import SearchOptions  # noqa: PLC0415
     from seesaw.planner.workload import load_workload  # noqa: PLC0415
 
-    cfg = load_model_config(run.seesaw_model)
+    try:  # a row may name a config not shipped yet (an FP8 MoE checkpoint): no prediction, not a failed report
+        cfg = load_model_config(run.seesaw_model)
+    except InputError:
+        return RunPrediction(run, None, None, f"no prediction: model config {run.seesaw_model!r} not available")
     cluster = load_cluster(f"{run.num_gpus}x{run.gpu}")
     wl = load_workload(run.workload)
     opts = SearchOptions(prefill=Layout(run.dp, run.tp, run.pp), static=True)
