@@ -30,7 +30,7 @@ aux = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
                     "'seesaw-plan schema [-o FILE]' prints the plan's JSON Schema; "
                     "'seesaw-plan emit PLAN.json --engine ENGINE' prints its launch commands.")
 def plan(
-    model: Annotated[str, typer.Option("--model", "-m", help="config.json path, folder, or shipped name (e.g. llama-2-70b)")],
+    model: Annotated[str, typer.Option("--model", "-m", help="config.json path, folder, shipped name (e.g. llama-2-70b), or model.onnx")],
     cluster: Annotated[str, typer.Option("--cluster", "-c", help="NxGPU (e.g. 8xA10) or a YAML/JSON cluster file")],
     workload: Annotated[str, typer.Option("--workload", "-w", help="sharegpt[:N], random:IN:OUT[:N], or a .jsonl/.csv trace")] = "sharegpt",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the execution plan JSON here")] = None,
@@ -45,6 +45,10 @@ def plan(
     engine: Annotated[str, typer.Option("--engine", help="serving engine of the static baseline (vllm, trtllm)")] = "vllm",
     emit: Annotated[Optional[str], typer.Option("--emit", help=(
         "print the launch commands after the table: vllm, sglang, trtllm (the static layout) or seesaw (seesaw-run)"))] = None,
+    kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help=(
+        "KV-cache dtype: auto (the compute dtype) or fp8 (1 byte per element, vLLM's --kv-cache-dtype fp8)"))] = "auto",
+    frontend: Annotated[str, typer.Option("--frontend", help=(
+        "config (read config.json) or torch-export (derive the model from its torch.export on the meta device)"))] = "config",
 ) -> None:
     """Plan prefill and decode layouts, buffers and thresholds; print the table; write the plan."""
     from seesaw.codegen import build_execution_plan
@@ -65,7 +69,9 @@ def plan(
         raise InputError("--search", f"'{search}' is not a search (expected cpsat or exhaustive)")
     if not time_limit > 0:  # also rejects nan; with 0 the solver stops before finding any plan
         raise InputError("--time-limit", f"must be a positive number of seconds, got {time_limit:g}")
-    cfg = load_model_config(model)
+    from seesaw.ir.quant import parse_kv_cache_dtype  # noqa: PLC0415
+
+    cfg = load_model_config(model, frontend).model_copy(update={"kv_cache_dtype": parse_kv_cache_dtype(kv_cache_dtype)})
     cl = load_cluster(cluster)
     wl, too_long = load_workload(workload).within_context(cfg.max_position_embeddings)
     if too_long:
@@ -157,10 +163,12 @@ def list_catalog(what: Annotated[str, typer.Argument(help="gpus or models")],
             print(json.dumps({k: g.model_dump(mode="json") for k, g in gpus.items()}, indent=2))
             return
         t = Table(title="GPU catalog (planner/hardware/catalog.yaml; sources: --json)")
-        for col in ("name", "memory GB", "dense TFLOP/s", "memory GB/s", "link", "GPU link GB/s", "host link GB/s"):
+        for col in ("name", "memory GB", "dense TFLOP/s", "FP8 TFLOP/s", "memory GB/s", "link", "GPU link GB/s",
+                    "host link GB/s"):
             t.add_column(col, justify="left" if col in ("name", "link") else "right")
         for name, g in gpus.items():
-            t.add_row(name, f"{g.memory_gb:g}", f"{g.bf16_tflops:g}", f"{g.memory_gb_per_s:g}", g.link,
+            t.add_row(name, f"{g.memory_gb:g}", f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
+                      f"{g.memory_gb_per_s:g}", g.link,
                       f"{g.gpu_link_gb_per_s:g}", f"{g.host_link_gb_per_s:g}")
     elif what == "models":
         cfgs = [load_model_config(n) for n in list_examples()]

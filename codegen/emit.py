@@ -90,7 +90,7 @@ def resolve_model(plan: ExecutionPlan) -> tuple[str, int | None, str | None]:
         from seesaw.ir import load_model_config  # noqa: PLC0415
 
         cfg = load_model_config(name)
-        if cfg.fingerprint() == plan.model.fingerprint:
+        if cfg.fingerprint() == {k: v for k, v in plan.model.fingerprint.items() if k != "kv_cache_dtype"}:
             for key in ("_name_or_path", "_source"):
                 hf_id = str(raw.get(key) or "").strip()
                 if _HF_ID.fullmatch(hf_id):
@@ -180,7 +180,8 @@ def _tuned_knobs(plan: ExecutionPlan, engine: str, lay: LayoutSpec, tuned: dict[
                  context: int | None) -> tuple[dict[str, Any], list[str]]:
     """The layout's and tuned knobs as ``engine``'s flags take them, and notes on how they were mapped."""
     table, spec = load_engine_flags()[engine], _engine_spec(tuned_for)
-    knobs: dict[str, Any] = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, **tuned}
+    knobs: dict[str, Any] = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, **tuned,
+                             "kv_cache_dtype": plan.model.fingerprint.get("kv_cache_dtype")}  # None: auto
     notes = []
     theirs = spec.memory_fraction_of if spec is not None else None
     if knobs.get("memory_fraction") is not None and theirs != table["memory_fraction_of"]:

@@ -34,7 +34,7 @@ HOST_BUFFER_LAYOUT = "[layers, 2, kv_heads, tokens, head_dim]"
 
 OpName = Literal[
     "embedding", "rmsnorm", "linear", "rope", "attention", "silu_mul", "residual_add", "lm_head",
-    "all_reduce", "all_gather", "send", "recv", "sample",
+    "all_reduce", "all_gather", "send", "recv", "sample", "router", "moe_experts",
 ]
 """Instruction opcodes a runtime worker must implement."""
 

@@ -17,25 +17,37 @@ projections carry biases and norms:
 - Qwen2: q/k/v always have a bias, o_proj never.
 - Qwen3: q/k/v/o biases iff ``attention_bias``; per-head ``q_norm``/``k_norm`` RMSNorm of shape
   ``[head_dim]``; ``head_dim`` defaults to 128 (``Qwen3Config``) rather than ``hidden / heads``.
+- Mixtral (mixture of experts): Mistral's attention; every layer's MLP is ``num_local_experts`` gated experts
+  of width ``intermediate_size``, of which a router picks ``num_experts_per_tok`` per token and always
+  renormalizes their softmax weights (``MixtralSparseMoeBlock``).
+- Qwen3-MoE: Qwen3's attention (``head_dim`` defaults to ``hidden / heads``: ``Qwen3MoeConfig`` has no default);
+  ``num_experts`` experts of width ``moe_intermediate_size``, top
+  ``num_experts_per_tok``, renormalized iff ``norm_topk_prob``. Layers listed in ``mlp_only_layers`` or off the
+  ``decoder_sparse_step`` are dense in transformers; such mixed models are refused until the planner costs
+  layers of two kinds.
 """
 from __future__ import annotations
 
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from seesaw.ir.errors import InputError
 from seesaw.ir.hf_cache import cached_hf_config, download_hint, hf_hub_cache_dir, looks_like_hf_id
+from seesaw.ir.quant import WeightQuant, parse_quantization
 
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
     "LlamaForCausalLM",
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "MixtralForCausalLM",
+    "Qwen3MoeForCausalLM",
 )
+MOE_ARCHITECTURES: tuple[str, ...] = ("MixtralForCausalLM", "Qwen3MoeForCausalLM")
 
 # Bytes per element of the checkpoint's declared dtype (``torch_dtype`` or, in newer files, ``dtype``).
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4}
@@ -57,7 +69,12 @@ class ModelConfig(BaseModel):
     outputs, k and v ``num_key_value_heads * head_dim``. ``qkv_bias``: q/k/v projections have biases;
     ``attention_bias``: o_proj has a bias too (Llama/Qwen3 ``attention_bias``); ``mlp_bias``: gate/up/down
     have biases (Llama only); ``qk_norm``: Qwen3's per-head q/k RMSNorm. ``dtype_bytes`` is 2 for
-    fp16/bf16 checkpoints, 4 for float32.
+    fp16/bf16 checkpoints, 4 for float32. Mixture of experts: ``num_experts`` (0: a dense model) experts of
+    FFN width ``moe_intermediate_size`` in every layer, ``num_experts_per_tok`` of them per token, their
+    router weights renormalized to sum to 1 iff ``norm_topk_prob``. ``quantization``: how the linear weights
+    are stored (:mod:`seesaw.ir.quant`; None: in the checkpoint dtype); ``kv_cache_dtype``: ``auto`` (the compute
+    dtype) or an FP8 KV cache (``fp8_e4m3``, ``fp8_e5m2``: 1 byte per element), a serving choice, not the
+    checkpoint's (``--kv-cache-dtype``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,6 +97,17 @@ class ModelConfig(BaseModel):
     rope_theta: float = 10000.0
     max_position_embeddings: int
     dtype_bytes: int = 2
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False
+    quantization: WeightQuant | None = None
+    kv_cache_dtype: Literal["auto", "fp8_e4m3", "fp8_e5m2"] = "auto"
+
+    @property
+    def kv_cache_dtype_bytes(self) -> int | None:
+        """Bytes per KV-cache element: 1 for an FP8 cache, None for ``auto`` (the compute dtype's)."""
+        return None if self.kv_cache_dtype == "auto" else 1
 
     @property
     def q_size(self) -> int:
@@ -103,14 +131,26 @@ class ModelConfig(BaseModel):
             "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
             "tie_word_embeddings", "attention_bias", "qkv_bias", "mlp_bias", "qk_norm", "dtype_bytes",
         )
-        return {k: getattr(self, k) for k in keys}
+        if self.is_moe:  # dense fingerprints keep their keys, so plans written before MoE still match
+            keys += ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob")
+        out = {k: getattr(self, k) for k in keys}
+        if self.quantization is not None:  # stored tensors' names, shapes and dtypes (unquantized keys unchanged)
+            out["quantization"] = self.quantization.model_dump(mode="json")
+        if self.kv_cache_dtype != "auto":  # the KV cache's dtype (not a checkpoint property: the runtime skips it)
+            out["kv_cache_dtype"] = self.kv_cache_dtype
+        return out
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the MLPs are mixtures of experts."""
+        return self.num_experts > 0
 
     @classmethod
     def from_hf_dict(cls, data: Any, *, name: str, source: str | None = None) -> "ModelConfig":
         """Build from the parsed JSON object of a Hugging Face ``config.json``.
 
-        Raises :class:`InputError` (attributed to ``source``) for an unsupported architecture, quantized
-        weights (``quantization_config``: AWQ, GPTQ, FP8, ...), a missing or
+        Raises :class:`InputError` (attributed to ``source``) for an unsupported architecture, a
+        ``quantization_config`` :func:`~seesaw.ir.quant.parse_quantization` refuses, a missing or
         non-positive required size, heads not dividing ``hidden_size`` when ``head_dim`` is absent, KV
         heads not dividing heads, or an unknown dtype.
         """
@@ -188,12 +228,10 @@ def _parse(data: Any, name: str) -> ModelConfig:
         raise InputError(
             "architectures", f"'{arch}' is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
         )
-    quant = data.get("quantization_config")
-    if quant is not None:
-        method = quant.get("quant_method", "unknown") if isinstance(quant, dict) else "unknown"
-        raise InputError("quantization_config", f"'{method}' quantized weights are not supported yet: their bytes and "
-                         "compute differ from the dense dtype the planner would assume; use the unquantized model's "
-                         "config.json")
+    quant = parse_quantization(data)
+    if quant is not None and arch in MOE_ARCHITECTURES:
+        raise InputError("quantization_config", f"quantized mixture-of-experts checkpoints ({quant.describe()}) are "
+                         "not supported yet")
     dims = {key: _positive_int(data, key) for key in _REQUIRED_INTS}
     hidden, heads = dims["hidden_size"], dims["num_attention_heads"]
     kv_heads = _positive_int(data, "num_key_value_heads", required=False) or heads
@@ -212,7 +250,9 @@ def _parse(data: Any, name: str) -> ModelConfig:
         raise InputError("num_key_value_heads",
                          f"{kv_heads} does not divide num_attention_heads {heads}")
 
-    honors_attention_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM")
+    moe = _moe_fields(data, arch, dims["intermediate_size"]) if arch in MOE_ARCHITECTURES else {}
+    qwen3 = arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM")
+    honors_attention_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM")
     attention_bias = _flag(data, "attention_bias") if honors_attention_bias else False
     qkv_bias = attention_bias or arch == "Qwen2ForCausalLM"
     mlp_bias = _flag(data, "mlp_bias") if arch == "LlamaForCausalLM" else False
@@ -225,12 +265,37 @@ def _parse(data: Any, name: str) -> ModelConfig:
         attention_bias=attention_bias,
         qkv_bias=qkv_bias,
         mlp_bias=mlp_bias,
-        qk_norm=arch == "Qwen3ForCausalLM",
+        qk_norm=qwen3,
         rms_norm_eps=_number(data, "rms_norm_eps", 1e-6),
         rope_theta=_rope_theta(data),
         dtype_bytes=_dtype_bytes(data),
+        quantization=quant,
         **dims,
+        **moe,
     )
+
+
+def _moe_fields(data: dict, arch: str, intermediate: int) -> dict:
+    """The expert fields of a Mixtral or Qwen3-MoE config (see the module docstring)."""
+    # transformers >= 5 writes either model's expert count as num_local_experts (an alias of num_experts)
+    count_key = next((k for k in ("num_local_experts", "num_experts") if data.get(k) is not None),
+                     "num_local_experts" if arch == "MixtralForCausalLM" else "num_experts")
+    experts = _positive_int(data, count_key)
+    if arch == "MixtralForCausalLM":
+        width, normalize = intermediate, True
+    else:
+        width = _positive_int(data, "moe_intermediate_size")
+        normalize = _flag(data, "norm_topk_prob")
+        dense = data.get("mlp_only_layers") or []
+        step = data.get("decoder_sparse_step", 1)
+        if dense or step not in (None, 1):
+            raise InputError("mlp_only_layers" if dense else "decoder_sparse_step",
+                             "layers with a dense MLP between mixture-of-experts layers are not supported yet")
+    top_k = _positive_int(data, "num_experts_per_tok")
+    if top_k > experts:
+        raise InputError("num_experts_per_tok", f"{top_k} exceeds the {experts} experts")
+    return {"num_experts": experts, "num_experts_per_tok": top_k, "moe_intermediate_size": width,
+            "norm_topk_prob": normalize}
 
 
 def _examples_dir():
@@ -253,9 +318,12 @@ def _find_example(spec: str):
     return None
 
 
-def load_model_config(spec: str | Path) -> ModelConfig:
+def load_model_config(spec: str | Path, frontend: str = "config") -> ModelConfig:
     """Load a :class:`ModelConfig` from a ``config.json`` path, a folder holding one, a Hugging Face model id
     in the local cache, or an example name.
+
+    A path ending in ``.onnx`` is read by the ONNX frontend, and ``frontend="torch-export"`` derives the config
+    from the ``torch.export`` of the model class on the meta device (:mod:`seesaw.ir.frontends`).
 
     A path that exists is read as given; otherwise an ``org/name`` id (exactly one ``/``,
     :func:`~seesaw.ir.hf_cache.looks_like_hf_id`) is looked up in the local Hugging Face cache
@@ -268,6 +336,18 @@ def load_model_config(spec: str | Path) -> ModelConfig:
     id is not in the cache (the problem says how to download it); field ``config`` when the file cannot be
     read or is not valid JSON; otherwise the offending field, with the file as source.
     """
+    if frontend != "config" or Path(spec).suffix.lower() == ".onnx":
+        from seesaw.ir.frontends import load_with_frontend  # noqa: PLC0415 (needs torch or onnx)
+
+        return load_with_frontend(spec, frontend)
+    data, name, source = read_hf_config(spec)
+    return ModelConfig.from_hf_dict(data, name=name, source=source)
+
+
+def read_hf_config(spec: str | Path) -> tuple[Any, str, str]:
+    """``(data, name, source)``: the parsed ``config.json`` object that ``spec`` names, resolved and named as
+    :func:`load_model_config` describes, and the file to attribute errors to. Raises :class:`InputError` as
+    :func:`load_model_config` does for a name that matches nothing or a file that cannot be read or parsed."""
     path = Path(spec)
     if looks_like_hf_id(str(spec)) and not path.exists():
         cached = cached_hf_config(str(spec))
@@ -297,9 +377,9 @@ def load_model_config(spec: str | Path) -> ModelConfig:
     return _read_config(path, name, source)
 
 
-def _read_config(path, name: str, source: str) -> ModelConfig:
-    """Parse the config file at ``path`` (a path or a package resource) as model ``name``; errors name
-    ``source``."""
+def _read_config(path, name: str, source: str) -> tuple[Any, str, str]:
+    """Parse the config file at ``path`` (a path or a package resource) as model ``name``: ``(data, name,
+    source)``; errors name ``source``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -309,4 +389,4 @@ def _read_config(path, name: str, source: str) -> ModelConfig:
     except json.JSONDecodeError as err:
         raise InputError("config", f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}",
                          source) from None
-    return ModelConfig.from_hf_dict(data, name=name, source=source)
+    return data, name, source

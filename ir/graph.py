@@ -11,10 +11,14 @@ and per layer ``i`` (``x`` = the residual stream entering the layer):
       -> o_proj -> attn_residual (+x) -> post_attention_layernorm -> gate_proj/up_proj -> silu_mul
       -> down_proj -> mlp_residual (+attn_residual)
 
+and in a mixture-of-experts model (Mixtral, Qwen3-MoE) the MLP part is ``post_attention_layernorm -> router
+-> experts -> mlp_residual`` (``layers.{i}.router``, ``layers.{i}.experts``: one op for all experts).
+
 Node ids are ``embed_tokens``, ``layers.{i}.<op>``, ``norm``, ``lm_head`` (passes add collectives and
 send/recv). Node insertion order is program order (a topological order), which passes preserve. Node
 attributes: ``op`` (the Op) and ``section`` (``pre`` | ``layer`` | ``post``); passes add ``tp`` and
-``stage``. Weight names are the exact Hugging Face checkpoint names.
+``stage``. Weight names are the exact Hugging Face checkpoint names; a quantized checkpoint's linears list the
+tensors it stores (FP8 or packed INT4 weights, scales, zero points: :func:`~seesaw.ir.quant.quantized_linear`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import networkx as nx
 
 from seesaw.ir.config import ModelConfig
 from seesaw.ir.ops import Op, OpKind, ShardRule, WeightSpec
+from seesaw.ir.quant import quantized_linear
 
 _R = ShardRule
 
@@ -71,23 +76,32 @@ class ModelGraph:
         return list(seen.values())
 
     def num_parameters(self) -> int:
-        """Total parameters (elements), tied weights counted once; equals HF ``model.parameters()``."""
+        """Total parameters (elements), tied weights counted once; equals HF ``model.parameters()``. For a
+        quantized checkpoint: the elements of its stored tensors (scales included; a packed INT4 tensor counts its
+        int32 words)."""
         return sum(w.numel for w in self.weights())
 
-    def weight_bytes(self, tp: int = 1) -> int:
-        """Bytes of all weights held by one rank of a ``tp``-way group (tied weights once)."""
-        return sum(w.local_numel(tp) for w in self.weights()) * self.cfg.dtype_bytes
+    def weight_bytes(self, tp: int = 1, dtype_bytes: int | None = None) -> int:
+        """Bytes of all weights held by one rank of a ``tp``-way group (tied weights once): each tensor in its
+        stored dtype (quantized weights and their scales), the rest ``dtype_bytes`` per element (default: the
+        checkpoint's, ``cfg.dtype_bytes``)."""
+        db = self.cfg.dtype_bytes if dtype_bytes is None else dtype_bytes
+        return sum(w.local_bytes(tp, db) for w in self.weights())
 
-    def layer_weight_bytes(self, i: int, tp: int = 1) -> int:
-        """Bytes of decoder layer ``i``'s weights held by one rank of a ``tp``-way group."""
+    def layer_weight_bytes(self, i: int, tp: int = 1, dtype_bytes: int | None = None) -> int:
+        """Bytes of decoder layer ``i``'s weights held by one rank of a ``tp``-way group (as
+        :meth:`weight_bytes` counts them)."""
+        db = self.cfg.dtype_bytes if dtype_bytes is None else dtype_bytes
         names: dict[str, WeightSpec] = {w.name: w for op in self.layer_ops(i) for w in op.weights}
-        return sum(w.local_numel(tp) for w in names.values()) * self.cfg.dtype_bytes
+        return sum(w.local_bytes(tp, db) for w in names.values())
 
-    def kv_bytes_per_token_per_layer(self) -> int:
-        """KV-cache bytes one token adds to one layer, all heads: ``2 * h_kv * d * dtype_bytes``
-        (DESIGN.md section 4; divide by ``tp`` for one rank when ``tp`` divides the KV heads)."""
+    def kv_bytes_per_token_per_layer(self, dtype_bytes: int | None = None) -> int:
+        """KV-cache bytes one token adds to one layer, all heads: ``2 * h_kv * d * kv_bytes`` (DESIGN.md
+        section 4; divide by ``tp`` for one rank when ``tp`` divides the KV heads), ``kv_bytes`` = 1 for an FP8
+        KV cache (``cfg.kv_cache_dtype``), else ``dtype_bytes`` (default: the checkpoint's)."""
         c = self.cfg
-        return 2 * c.num_key_value_heads * c.head_dim * c.dtype_bytes
+        kv = c.kv_cache_dtype_bytes or (c.dtype_bytes if dtype_bytes is None else dtype_bytes)
+        return 2 * c.num_key_value_heads * c.head_dim * kv
 
     def copy(self) -> "ModelGraph":
         """A copy whose graph can be edited without touching this one (Ops are immutable, shared)."""
@@ -120,8 +134,9 @@ class _Builder:
         if bias:
             bias_rule = _R.REPLICATED if rule is _R.ROW else rule
             ws.append(WeightSpec(f"{prefix}.bias", (out_f,), bias_rule, 0, unit))
+        ws, quant_dims = quantized_linear(self.cfg.quantization, prefix, ws)  # unchanged when not quantized
         return self.add(f"layers.{i}.{proj}", OpKind.LINEAR, "layer", (x,), layer=i, weights=tuple(ws),
-                        **{"in": in_f, "out": out_f})
+                        **{"in": in_f, "out": out_f}, **quant_dims)
 
     def norm(self, name: str, weight: str, width: int, section: str, x: str, layer: int | None = None,
              heads: int = 1) -> str:
@@ -143,16 +158,48 @@ class _Builder:
             k = self.norm(f"{p}.k_norm", f"{attn}.k_norm.weight", d, "layer", k, i, heads=hkv)
         heads = {"q_heads": hq, "kv_heads": hkv, "head_dim": d}
         rope = self.add(f"{p}.rope", OpKind.ROPE, "layer", (q, k), layer=i, **heads)
-        at = self.add(f"{p}.attention", OpKind.ATTENTION, "layer", (rope, v), layer=i, **heads)
+        kv_bytes = {"kv_dtype_bytes": c.kv_cache_dtype_bytes} if c.kv_cache_dtype_bytes else {}
+        at = self.add(f"{p}.attention", OpKind.ATTENTION, "layer", (rope, v), layer=i, **heads, **kv_bytes)
         o = self.linear(i, "self_attn", "o_proj", at, h, hq * d, _R.ROW, c.attention_bias)
         res1 = self.add(f"{p}.attn_residual", OpKind.RESIDUAL_ADD, "layer", (x, o), layer=i, hidden=h)
         ln2 = self.norm(f"{p}.post_attention_layernorm", f"model.layers.{i}.post_attention_layernorm.weight",
                         h, "layer", res1, i)
-        gate = self.linear(i, "mlp", "gate_proj", ln2, ffn, h, _R.COLUMN, c.mlp_bias)
-        up = self.linear(i, "mlp", "up_proj", ln2, ffn, h, _R.COLUMN, c.mlp_bias)
-        act = self.add(f"{p}.silu_mul", OpKind.SILU_MUL, "layer", (gate, up), layer=i, intermediate=ffn)
-        down = self.linear(i, "mlp", "down_proj", act, h, ffn, _R.ROW, c.mlp_bias)
+        if c.is_moe:
+            down = self.moe(i, ln2)
+        else:
+            gate = self.linear(i, "mlp", "gate_proj", ln2, ffn, h, _R.COLUMN, c.mlp_bias)
+            up = self.linear(i, "mlp", "up_proj", ln2, ffn, h, _R.COLUMN, c.mlp_bias)
+            act = self.add(f"{p}.silu_mul", OpKind.SILU_MUL, "layer", (gate, up), layer=i, intermediate=ffn)
+            down = self.linear(i, "mlp", "down_proj", act, h, ffn, _R.ROW, c.mlp_bias)
         return self.add(f"{p}.mlp_residual", OpKind.RESIDUAL_ADD, "layer", (res1, down), layer=i, hidden=h)
+
+    def moe(self, i: int, x: str) -> str:
+        """Router then experts (``MOE_NAMES`` gives the checkpoint names); each expert's gate/up projections are
+        column-parallel and its down projection row-parallel, so under TP every rank holds a slice of every
+        expert and the experts' partial outputs are summed by one all-reduce, as a dense MLP's."""
+        c = self.cfg
+        h, e, ffn = c.hidden_size, c.num_experts, c.moe_intermediate_size
+        module, gate_name, up_name, down_name = MOE_NAMES[c.architecture]
+        prefix = f"model.layers.{i}.{module}"
+        router_w = WeightSpec(f"{prefix}.gate.weight", (e, h), _R.REPLICATED)
+        router = self.add(f"layers.{i}.router", OpKind.ROUTER, "layer", (x,), layer=i, weights=(router_w,),
+                          hidden=h, experts=e, top_k=c.num_experts_per_tok, normalize=c.norm_topk_prob)
+        ws = []
+        for j in range(e):
+            ex = f"{prefix}.experts.{j}"
+            ws += [WeightSpec(f"{ex}.{gate_name}.weight", (ffn, h), _R.COLUMN, 0),
+                   WeightSpec(f"{ex}.{up_name}.weight", (ffn, h), _R.COLUMN, 0),
+                   WeightSpec(f"{ex}.{down_name}.weight", (h, ffn), _R.ROW, 1)]
+        return self.add(f"layers.{i}.experts", OpKind.MOE_EXPERTS, "layer", (x, router), layer=i, weights=tuple(ws),
+                        hidden=h, experts=e, top_k=c.num_experts_per_tok, intermediate=ffn)
+
+
+#: Per mixture-of-experts architecture: the layer's MLP module and each expert's gate / up / down projection
+#: names in its checkpoints (Mixtral: ``block_sparse_moe.experts.{j}.w1`` = gate, ``w3`` = up, ``w2`` = down).
+MOE_NAMES: dict[str, tuple[str, str, str, str]] = {
+    "MixtralForCausalLM": ("block_sparse_moe", "w1", "w3", "w2"),
+    "Qwen3MoeForCausalLM": ("mlp", "gate_proj", "up_proj", "down_proj"),
+}
 
 
 def build_graph(cfg: ModelConfig) -> ModelGraph:

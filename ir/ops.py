@@ -2,13 +2,13 @@
 
 The formulas follow the cost-model table of DESIGN.md section 4 (after the Seesaw paper's appendix):
 
-- linear: ``2 * tokens * in * out / tp`` FLOPs; bytes = this rank's weight shard + input read + output
-  written.
+- linear: ``2 * tokens * in * out / tp`` FLOPs; bytes = this rank's weight shard (each tensor in its stored
+  dtype: 1 byte per FP8 weight, 0.5 per packed INT4 weight, plus scales) + input read + output written.
 - attention (causal): ``4 * d * (h_q / tp) * num_seqs * (q * c - q * (q - 1) / 2)`` FLOPs, where ``q`` is
   the query tokens and ``c`` the context length per sequence (query token ``j`` sees ``c - q + j + 1``
   keys, summed over ``j``); prefill (``q = c = s``) gives ``~2 b s^2 h_q d`` (the table's causal half),
   decode (``q = 1``) gives ``4 b c h_q d``. Bytes = KV read ``num_seqs * c * 2 * h_kv_rank * d *
-  dtype_bytes`` + Q read + O written.
+  kv_bytes`` (``dims["kv_dtype_bytes"]`` of an FP8 KV cache, else ``dtype_bytes``) + Q read + O written.
 - lm_head: runs on the last token of each sequence only, so its tokens are ``num_seqs``.
 - all_reduce / send / recv message: ``tokens * hidden * dtype_bytes``; all_gather of the lm-head logits:
   ``num_seqs * vocab * dtype_bytes``.
@@ -40,6 +40,8 @@ class OpKind(str, Enum):
     ALL_GATHER = "all_gather"
     SEND = "send"
     RECV = "recv"
+    ROUTER = "router"
+    MOE_EXPERTS = "moe_experts"
 
 
 COMM_KINDS = frozenset({OpKind.ALL_REDUCE, OpKind.ALL_GATHER, OpKind.SEND, OpKind.RECV})
@@ -66,8 +68,10 @@ class WeightSpec:
     """One checkpoint tensor: its exact Hugging Face name, full shape (elements), and sharding rule.
 
     ``shard_dim`` is the dimension the rule splits (0 for column/vocab/kv_head, 1 for row, unused for
-    replicated). ``unit`` is the indivisible block along ``shard_dim`` in rows: ``head_dim`` for kv_head
-    weights and biases, else 1.
+    replicated; a quantized checkpoint's ``[in, out]``-oriented tensors split the other one). ``unit`` is the
+    indivisible block along ``shard_dim`` in rows: ``head_dim`` for kv_head weights and biases, else 1.
+    ``dtype``: the stored dtype (:data:`DTYPE_BYTES`) of a tensor not in the model's compute dtype (quantized
+    weights, their scales and zero points), else None.
     """
 
     name: str
@@ -75,6 +79,7 @@ class WeightSpec:
     shard: ShardRule
     shard_dim: int = 0
     unit: int = 1
+    dtype: str | None = None
 
     @property
     def numel(self) -> int:
@@ -94,6 +99,20 @@ class WeightSpec:
     def local_numel(self, tp: int, tp_rank: int = 0) -> int:
         """Elements in ``tp_rank``'s shard."""
         return math.prod(self.local_shape(tp, tp_rank))
+
+    def element_bytes(self, dtype_bytes: int) -> int:
+        """Bytes per stored element: :data:`DTYPE_BYTES` of ``dtype``, or ``dtype_bytes`` (the compute dtype's)
+        when it is None."""
+        return DTYPE_BYTES[self.dtype] if self.dtype is not None else dtype_bytes
+
+    def local_bytes(self, tp: int = 1, dtype_bytes: int = 2, tp_rank: int = 0) -> int:
+        """Bytes of ``tp_rank``'s shard, elements of ``dtype`` (or ``dtype_bytes`` each when it is None)."""
+        return self.local_numel(tp, tp_rank) * self.element_bytes(dtype_bytes)
+
+
+#: Bytes per element of the dtypes a checkpoint tensor may be stored in (``WeightSpec.dtype``).
+DTYPE_BYTES: dict[str, int] = {"float8_e4m3fn": 1, "float8_e5m2": 1, "int8": 1, "uint8": 1, "float16": 2,
+                               "bfloat16": 2, "float32": 4, "int32": 4, "int64": 8}
 
 
 @dataclass(frozen=True)
@@ -127,6 +146,16 @@ class PassShape:
         return cls(num_seqs, 1, context_len)
 
 
+def experts_touched(experts: int, top_k: int, tokens: float) -> float:
+    """Expected number of distinct experts that ``tokens`` tokens route to when each picks ``top_k`` of
+    ``experts`` uniformly at random: ``E * (1 - (1 - k / E) ** T)`` (a given expert is missed by one token with
+    probability ``1 - k/E``). Real routers are skewed towards some experts, so this is an upper bound on the
+    experts a decode step reads (an assumption, not a measurement)."""
+    if tokens <= 0 or experts <= 0:
+        return 0.0
+    return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+
+
 def local_heads(heads: int, tp: int) -> int:
     """Heads one rank holds: ``heads / tp``, or 1 when ``tp`` exceeds ``heads`` (head replication)."""
     return -(-heads // tp)
@@ -141,7 +170,10 @@ class Op:
     sizes it needs, by kind: linear ``in``/``out``; embedding and lm_head ``vocab``/``hidden``; rmsnorm
     ``hidden`` (the normalized width) and ``heads`` (1, or the head count of a per-head q/k norm);
     rope/attention ``q_heads``/``kv_heads``/``head_dim``; silu_mul ``intermediate``; residual_add,
-    all_reduce, send, recv ``hidden`` (send/recv also ``src_stage``/``dst_stage``); all_gather ``vocab``.
+    all_reduce, send, recv ``hidden`` (send/recv also ``src_stage``/``dst_stage``); all_gather ``vocab``;
+    router ``hidden``/``experts``/``top_k``/``normalize`` (renormalize the top-k weights); moe_experts
+    ``hidden``/``experts``/``top_k``/``intermediate`` (each expert's gated FFN width; its weights are the
+    experts' gate, up and down projections, in expert order).
     """
 
     name: str
@@ -158,18 +190,46 @@ class Op:
         return shape.tokens
 
     def _linear_local(self, tp: int) -> tuple[int, int]:
-        """``(out, in)`` of this rank's weight shard."""
-        out_l, in_l = self.weights[0].local_shape(tp)
-        return out_l, in_l
+        """``(out, in)`` of this rank's weight shard (from ``dims`` when the first tensor is packed, INT4)."""
+        w, d = self.weights[0], self.dims
+        if w.shape == (d.get("out"), d.get("in")) or "out" not in d:
+            out_l, in_l = w.local_shape(tp)
+            return out_l, in_l
+        if w.shard is ShardRule.ROW:
+            return d["out"], d["in"] // tp
+        if w.shard is ShardRule.KV_HEAD:
+            unit = d.get("unit", 1)
+            return local_heads(d["out"] // unit, tp) * unit, d["in"]
+        return d["out"] // tp, d["in"]
 
     def _heads(self, tp: int) -> tuple[int, int]:
         return local_heads(self.dims["q_heads"], tp), local_heads(self.dims["kv_heads"], tp)
 
+    def expert_rows(self, shape: PassShape) -> float:
+        """moe_experts: mean rows of one touched expert's GEMMs, ``tokens * top_k / experts touched``."""
+        t = self.tokens(shape)
+        touched = experts_touched(self.dims["experts"], self.dims["top_k"], t)
+        return t * self.dims["top_k"] / touched if touched else 0.0
+
+    def _expert_width(self, tp: int) -> int:
+        """This rank's share of one expert's FFN width (column-parallel gate/up, row-parallel down)."""
+        return self.weights[0].local_shape(tp)[0]
+
     # -- cost terms -------------------------------------------------------------------------------------
     def flops(self, shape: PassShape, tp: int = 1) -> float:
-        """FLOPs this op costs one rank of a ``tp``-way group for one pass (DESIGN.md section 4)."""
+        """FLOPs this op costs one rank of a ``tp``-way group for one pass (DESIGN.md section 4).
+
+        moe_experts: each of the ``tokens * top_k`` (token, expert) pairs runs the expert's three projections
+        (``2 * 3 * hidden * ffn / tp``), its SiLU-and-multiply (5 per element) and the weighted combine
+        (2 per hidden element); router: ``2 * tokens * hidden * experts`` plus softmax and top-k (~5 per logit).
+        """
         t = self.tokens(shape)
         k, d = self.kind, self.dims
+        if k is OpKind.MOE_EXPERTS:
+            pairs, ffn = t * d["top_k"], self._expert_width(tp)
+            return pairs * (6.0 * d["hidden"] * ffn + 5.0 * ffn + 2.0 * d["hidden"])
+        if k is OpKind.ROUTER:
+            return t * d["experts"] * (2.0 * d["hidden"] + 5.0)
         if k is OpKind.LINEAR:
             out_l, in_l = self._linear_local(tp)
             return 2.0 * t * in_l * out_l
@@ -198,6 +258,13 @@ class Op:
         """
         t = self.tokens(shape)
         k, d, b = self.kind, self.dims, dtype_bytes
+        if k is OpKind.MOE_EXPERTS:  # only the experts the batch routes to are read (experts_touched)
+            per_expert = self.weight_bytes(tp, b) / d["experts"]
+            pairs, ffn = t * d["top_k"], self._expert_width(tp)
+            acts = t * d["hidden"] + pairs * (2 * d["hidden"] + 3 * ffn)  # input, gathered rows, gate/up/act, out
+            return experts_touched(d["experts"], d["top_k"], t) * per_expert + float(acts * b)
+        if k is OpKind.ROUTER:
+            return self.weight_bytes(tp, b) + float(t * (d["hidden"] + d["experts"]) * b)
         if k is OpKind.LINEAR:
             out_l, in_l = self._linear_local(tp)
             return self.weight_bytes(tp, b) + float(t * (in_l + out_l) * b)
@@ -208,7 +275,7 @@ class Op:
             return float(2 * t * d["hidden"] * b)  # rows read + hidden states written
         if k is OpKind.ATTENTION:
             hq, hkv = self._heads(tp)
-            kv = shape.num_seqs * shape.context_len * 2 * hkv * d["head_dim"] * b
+            kv = shape.num_seqs * shape.context_len * 2 * hkv * d["head_dim"] * d.get("kv_dtype_bytes", b)
             return float(kv + 2 * t * hq * d["head_dim"] * b)  # + Q read + O written
         if k is OpKind.RMSNORM:
             width = d["hidden"] * local_heads(d["heads"], tp)
@@ -232,8 +299,9 @@ class Op:
         return 0.0
 
     def weight_bytes(self, tp: int = 1, dtype_bytes: int = 2) -> int:
-        """Bytes of this op's weights held by one rank (rank 0, the largest shard)."""
-        return sum(w.local_numel(tp) for w in self.weights) * dtype_bytes
+        """Bytes of this op's weights held by one rank (rank 0, the largest shard): each tensor in its stored
+        dtype (:meth:`WeightSpec.local_bytes`), ``dtype_bytes`` per element for those in the compute dtype."""
+        return sum(w.local_bytes(tp, dtype_bytes) for w in self.weights)
 
     @property
     def is_comm(self) -> bool:

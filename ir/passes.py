@@ -3,8 +3,8 @@
 Each pass returns a new :class:`ModelGraph` and keeps node insertion order = program order: an inserted
 op comes right after the op that produces its input.
 
-- :func:`apply_tp` (Megatron-LM): an ``all_reduce`` after each row-parallel linear (o_proj, down_proj) and
-  after the vocab-parallel embedding (each rank fills only its vocab rows), an ``all_gather`` of the
+- :func:`apply_tp` (Megatron-LM): an ``all_reduce`` after each row-parallel linear (o_proj, down_proj), after
+  a mixture of experts (its down projections are row-parallel) and after the vocab-parallel embedding (each rank fills only its vocab rows), an ``all_gather`` of the
   vocab-parallel lm-head logits. Two all-reduces per layer, as DESIGN.md section 4 counts them.
 - :func:`apply_pp`: node attribute ``stage`` from contiguous layer ranges (embedding on the first stage,
   final norm and lm head on the last) and one ``send``/``recv`` pair per tensor crossing a stage boundary
@@ -25,7 +25,7 @@ from seesaw.ir.sharding import check_tp
 
 
 def _needs_all_reduce(op: Op) -> bool:
-    if op.kind is OpKind.EMBEDDING:
+    if op.kind in (OpKind.EMBEDDING, OpKind.MOE_EXPERTS):
         return True
     return op.kind is OpKind.LINEAR and op.weights[0].shard is ShardRule.ROW
 

@@ -4,7 +4,8 @@ This is the one place that turns a :class:`~seesaw.ir.ops.ShardRule` into index 
 (via :meth:`WeightSpec.local_shape`), codegen's shard maps and the runtime's weight loader all use it.
 Rules (Megatron-LM tensor parallelism; KV-head replication as in vLLM's ``QKVParallelLinear``):
 
-- column: dim 0 split into ``tp`` equal parts; row: dim 1 split into ``tp`` equal parts;
+- column: dim 0 split into ``tp`` equal parts; row: dim 1 split into ``tp`` equal parts (the tensor's
+  ``shard_dim`` instead where it says otherwise: the ``[in, out]``-oriented tensors of AWQ/GPTQ checkpoints);
 - vocab: dim 0 in contiguous ranges of ``ceil(n / tp)`` rows (the last rank may hold fewer, or none);
 - kv_head: whole heads of ``unit`` rows; when ``tp > heads``, ranks ``h * r .. (h + 1) * r - 1`` with
   ``r = tp / heads`` all hold head ``h``;
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from seesaw.ir.errors import InputError
 from seesaw.ir.ops import ShardRule, WeightSpec
+from seesaw.ir.quant import quant_tp_problem
 
 if TYPE_CHECKING:
     from seesaw.ir.config import ModelConfig
@@ -43,29 +45,27 @@ def shard_range(weight: WeightSpec, tp_rank: int, tp: int) -> tuple[int, int, in
     rule = weight.shard
     if rule is ShardRule.REPLICATED or (rule is ShardRule.ROW and len(weight.shape) == 1):
         return None
-    if rule is ShardRule.COLUMN:
-        return _even(weight, 0, tp_rank, tp)
-    if rule is ShardRule.ROW:
-        return _even(weight, 1, tp_rank, tp)
+    if rule in (ShardRule.COLUMN, ShardRule.ROW):
+        return _even(weight, weight.shard_dim, tp_rank, tp)
     if rule is ShardRule.VOCAB:
         n = weight.shape[0]
         part = -(-n // tp)
         start = min(n, tp_rank * part)
         return 0, start, min(n, start + part)
     if rule is ShardRule.KV_HEAD:
-        n, unit = weight.shape[0], weight.unit
+        dim, n, unit = weight.shard_dim, weight.shape[weight.shard_dim], weight.unit
         if n % unit:
-            raise InputError("tp", f"{weight.name} dim 0 of size {n} is not whole heads of {unit}")
+            raise InputError("tp", f"{weight.name} dim {dim} of size {n} is not whole heads of {unit}")
         heads = n // unit
         if tp <= heads:
             if heads % tp:
                 raise InputError("tp", f"tp={tp} does not divide the {heads} KV heads of {weight.name}")
             per = heads // tp
-            return 0, tp_rank * per * unit, (tp_rank + 1) * per * unit
+            return dim, tp_rank * per * unit, (tp_rank + 1) * per * unit
         if tp % heads:
             raise InputError("tp", f"tp={tp} is not a multiple of the {heads} KV heads of {weight.name}")
         head = tp_rank // (tp // heads)
-        return 0, head * unit, (head + 1) * unit
+        return dim, head * unit, (head + 1) * unit
     raise ValueError(f"unknown shard rule {rule!r}")  # pragma: no cover
 
 
@@ -73,14 +73,16 @@ def tp_problem(cfg: "ModelConfig", tp: int) -> str | None:
     """Why ``cfg`` cannot run ``tp``-way tensor parallel, or None when it can (see :func:`check_tp`)."""
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         return f"{tp!r} is not a positive integer"
-    heads, kv, ffn = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size
+    heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    ffn, ffn_name = ((cfg.moe_intermediate_size, "moe_intermediate_size") if cfg.is_moe and
+                     cfg.architecture != "MixtralForCausalLM" else (cfg.intermediate_size, "intermediate_size"))
     if heads % tp:
         return f"tp={tp} must divide num_attention_heads={heads}"
     if ffn % tp:
-        return f"tp={tp} must divide intermediate_size={ffn}"
+        return f"tp={tp} must divide {ffn_name}={ffn}"
     if kv % tp and tp % kv:
         return f"tp={tp} must divide num_key_value_heads={kv} or be a multiple of it"
-    return None
+    return quant_tp_problem(cfg, tp)  # quantization blocks and groups must not be cut
 
 
 def valid_tp_degrees(cfg: "ModelConfig") -> list[int]:

@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import inspect
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -28,12 +29,14 @@ from seesaw.ir.config import ModelConfig
 from seesaw.ir.errors import InputError
 from seesaw.ir.graph import build_graph
 from seesaw.runtime.assets import cache_root
+from seesaw.runtime.quantized import check_runnable, dequantize
 
 INDEX_FILE = "model.safetensors.index.json"
 GGUF_MAGIC = b"GGUF"  # first 4 bytes of every GGUF file (ggml docs/gguf.md, "File Structure")
 _MIB = 1 << 20
 _TIED_HEAD, _EMBED = "lm_head.weight", "model.embed_tokens.weight"
-_IGNORED_FINGERPRINT_KEYS = frozenset({"dtype_bytes", "name"})  # the runtime computes in its own dtype
+# the runtime computes in its own dtype, and keeps its KV cache in it (an FP8 KV cache is a serving choice)
+_IGNORED_FINGERPRINT_KEYS = frozenset({"dtype_bytes", "name", "kv_cache_dtype"})
 
 
 # -- preparing a folder --------------------------------------------------------------------------------------
@@ -256,6 +259,26 @@ class Checkpoint:
             tensor = handle.get_slice(real)[index]
         return tensor.to(dtype).contiguous()
 
+    def read_dequantized(self, name: str, shard: ShardSlice | tuple[int, int, int] | None, scale: str,
+                         block_size: tuple[int, int] | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """FP8 weight ``name`` (or its slice ``shard``, as :meth:`read`) times its scale tensor ``scale``, in
+        ``dtype`` (:func:`seesaw.runtime.quantized.dequantize`; ``block_size``: the checkpoint's scale blocks,
+        None for per-tensor or per-channel scales). Only the slice and the scale are read from disk.
+
+        Raises :class:`InputError` as :meth:`read` does, and (field ``checkpoint``) when the scale's shape does
+        not fit the weight's.
+        """
+        weight = self.read(name, shard, dtype=torch.float32)  # every e4m3 value is exact in float32
+        full = self.shape(name)
+        rows, cols = (0, full[0]), (0, full[1] if len(full) > 1 else 1)
+        if shard is not None:
+            dim, start, stop = (shard.dim, shard.start, shard.stop) if isinstance(shard, ShardSlice) else shard
+            rows, cols = ((start, stop), cols) if dim == 0 else (rows, (start, stop))
+        try:
+            return dequantize(weight, self.read(scale), block_size, rows, cols, dtype).contiguous()
+        except ValueError as err:
+            raise InputError("checkpoint", f"{scale}: {err}", self.source) from None
+
     def close(self) -> None:
         """Drop the open file handles (their memory maps); later reads reopen them."""
         self._handles.clear()
@@ -301,15 +324,19 @@ def check_fingerprint(ckpt: Checkpoint, fingerprint: dict[str, Any]) -> None:
 
     ``fingerprint`` is the plan's ``model.fingerprint`` (:meth:`ModelConfig.fingerprint`). The checkpoint's
     own fingerprint (from its ``config.json``) must equal it key by key, ignoring ``dtype_bytes`` (the runtime
-    computes in its own dtype) and ``name``. Then every tensor the IR lists (``build_graph(cfg).weights()``)
-    must exist with the IR's shape.
+    computes in its own dtype), ``kv_cache_dtype`` and ``name``. Then every tensor the IR lists
+    (``build_graph(cfg).weights()``, an FP8 checkpoint's scales included) must exist with the IR's shape (a
+    per-tensor scale may be stored as ``[]`` or ``[1]``). INT4 plans and checkpoints are refused first
+    (:func:`seesaw.runtime.quantized.check_runnable`).
 
     Raises :class:`InputError` (field ``checkpoint``, source = the folder): ``"architecture/shape mismatch
     with the plan: <key>: plan X, checkpoint Y; ..."``, or the first (up to 3) missing or misshapen tensors
     and their count; or the config's own error when ``config.json`` is not a supported model.
     """
+    check_runnable(fingerprint)
     cfg = ModelConfig.from_hf_dict(ckpt.config, name=ckpt.folder.name, source=str(ckpt.folder / "config.json"))
     ours = cfg.fingerprint()
+    check_runnable(ours, ckpt.source, "checkpoint")
     keys = [k for k in dict.fromkeys([*fingerprint, *ours]) if k not in _IGNORED_FINGERPRINT_KEYS]
     absent = "(absent)"
     diffs = [f"{k}: plan {fingerprint.get(k, absent)}, checkpoint {ours.get(k, absent)}"
@@ -321,7 +348,7 @@ def check_fingerprint(ckpt: Checkpoint, fingerprint: dict[str, Any]) -> None:
     for w in build_graph(cfg).weights():
         if w.name not in ckpt:
             problems.append(f"{w.name}: missing")
-        elif ckpt.shape(w.name) != tuple(w.shape):
+        elif ckpt.shape(w.name) != tuple(w.shape) and not (w.numel == 1 == math.prod(ckpt.shape(w.name))):
             problems.append(f"{w.name}: shape {list(ckpt.shape(w.name))}, the model needs {list(w.shape)}")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

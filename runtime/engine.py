@@ -15,6 +15,7 @@ import torch
 from seesaw.codegen.plan import ExecutionPlan
 from seesaw.ir.errors import InputError
 from seesaw.runtime.kv_cache import HostKVBuffer, host_memory_dir
+from seesaw.runtime.quantized import check_runnable
 from seesaw.schedule.allocators import PageAllocator
 from seesaw.schedule.replica import Policy, ReplicaScheduler, Sequence
 from seesaw.runtime.transport import LocalWorkers, WorkerError  # noqa: F401 (re-exported for callers)
@@ -90,7 +91,9 @@ def check_host_memory(plan: ExecutionPlan, gpu_pages: int, buffer_tokens: int, d
 
     ``gpu_pages``: KV pages per replica (``plan.kv.page_size_tokens`` tokens each); ``buffer_tokens``: host
     buffer tokens per replica; both are multiplied by dp. The plan's byte counts are for its own dtype
-    (``fingerprint["dtype_bytes"]``) and are scaled to ``dtype``'s element size. The suggested
+    (``fingerprint["dtype_bytes"]``; 1 byte per element for an FP8 KV cache) and are scaled to ``dtype``'s
+    element size; a quantized checkpoint's weights are dequantized on load, ``num_parameters`` elements of
+    ``dtype`` (its few scales counted too). The suggested
     ``--gpu-kv-tokens`` leaves half the available memory free for activations and the rest of the process.
 
     Raises:
@@ -98,12 +101,14 @@ def check_host_memory(plan: ExecutionPlan, gpu_pages: int, buffer_tokens: int, d
     """
     import psutil  # noqa: PLC0415
 
-    scale = torch.empty((), dtype=getattr(torch, dtype)).element_size() / max(1, plan.model.fingerprint.get("dtype_bytes", 2))
+    fp = plan.model.fingerprint
+    element = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    scale = element / max(1, fp.get("dtype_bytes", 2))
     dp = plan.prefill.layout.dp
-    per_token = plan.kv.kv_bytes_per_token * scale
+    per_token = plan.kv.kv_bytes_per_token * (element if fp.get("kv_cache_dtype") else scale)
     kv = gpu_pages * plan.kv.page_size_tokens * per_token * dp
     buf = buffer_tokens * per_token * dp
-    weights = plan.model.weight_bytes * scale
+    weights = plan.model.num_parameters * element if fp.get("quantization") else plan.model.weight_bytes * scale
     available = psutil.virtual_memory().available
     if kv + buf + weights > available:
         gpu = plan.cluster.get("gpu", {})
@@ -134,6 +139,7 @@ class Engine:
                  keep_logits: bool = False, workers_factory=None, host_buffer_path: str | None = None,
                  time_ops: bool = False) -> None:
         check_kv_overrides(plan, gpu_kv_tokens, host_buffer_tokens)
+        check_runnable(plan.model.fingerprint)
         self.plan = plan
         self.keep_logits = keep_logits
         self._pending: list = []  # replies received while waiting for another kind

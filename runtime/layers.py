@@ -82,3 +82,30 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """``x [T, heads, head_dim]`` rotated by ``cos, sin [T, head_dim]``."""
     return x * cos.unsqueeze(1) + _rotate_half(x) * sin.unsqueeze(1)
+
+
+def route(x: torch.Tensor, gate: torch.Tensor, top_k: int, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixture-of-experts routing: ``(weights [T, k], experts [T, k])`` of ``x [T, hidden]`` under router weight
+    ``gate [E, hidden]``: softmax over all experts in float32, the ``top_k`` largest, renormalized to sum to 1 when
+    ``normalize``, cast back to ``x``'s dtype (transformers' ``MixtralTopKRouter`` / ``Qwen3MoeTopKRouter``)."""
+    probs = torch.softmax(torch.nn.functional.linear(x, gate).float(), dim=-1)
+    weights, experts = torch.topk(probs, top_k, dim=-1)
+    if normalize:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return weights.to(x.dtype), experts
+
+
+def moe_experts(x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor,
+                shards: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Sum over each token's routed experts of ``weight * down(silu(gate(x)) * up(x))``: ``x [T, hidden]``,
+    ``weights``/``experts [T, k]`` from :func:`route`, ``shards[e] = (gate [f, hidden], up [f, hidden],
+    down [hidden, f])`` this rank's slices of expert ``e`` (``f``: its share of the expert's width). Under TP the
+    result is this rank's partial sum (an all-reduce completes it), as a row-parallel down projection's."""
+    out = torch.zeros_like(x)
+    for e in torch.unique(experts).tolist():
+        tok, slot = torch.where(experts == e)
+        g, u, d = shards[e]
+        h = x[tok]
+        y = torch.nn.functional.linear(silu_mul(torch.nn.functional.linear(h, g), torch.nn.functional.linear(h, u)), d)
+        out.index_add_(0, tok, y * weights[tok, slot, None])
+    return out

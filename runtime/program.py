@@ -3,8 +3,9 @@
 The plan lists, per rank, the ops in execution order (embedding, norms, projections, RoPE, attention,
 collectives with their group, send/recv with their peer, lm head, sample). Data flows through named
 registers following the decoder's fixed structure (the IR's op roles): ``x`` is the residual stream,
-``h`` the normalized input of a block, ``q/k/v``, ``attn``, ``gate/up/act`` and ``out`` the latest
-block output that an all-reduce completes and a residual add consumes.
+``h`` the normalized input of a block, ``q/k/v``, ``attn``, ``gate/up/act``, ``route`` (a mixture of experts'
+top-k weights and experts) and ``out`` the latest block output that an all-reduce completes and a residual
+add consumes.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def _context(pages: list[int], length: int, page_size: int, slots: torch.Tensor)
 
 class _Regs:
     __slots__ = ("x", "h", "residual", "q", "k", "v", "attn", "gate", "up", "act", "out", "logits", "tokens",
-                 "cos", "sin", "ids", "ctx_slots", "new_slots", "lens", "last", "contexts")
+                 "cos", "sin", "ids", "ctx_slots", "new_slots", "lens", "last", "contexts", "route")
 
     def __init__(self) -> None:
         for s in self.__slots__:
@@ -92,8 +93,9 @@ class PhaseProgram:
 
     # -- compilation ------------------------------------------------------------------------------------
     def _w(self, ins: Instruction) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A linear's weight and bias (an FP8 linear also lists its scales, consumed when its weight was loaded)."""
         w = self.ctx.weights[ins.weights[0]]
-        b = self.ctx.weights[ins.weights[1]] if len(ins.weights) > 1 else None
+        b = next((self.ctx.weights[n] for n in ins.weights[1:] if n.endswith(".bias")), None)
         return w, b
 
     def _compile(self, ins: Instruction) -> Callable[[_Regs, ForwardBatch], None]:
@@ -144,6 +146,19 @@ class PhaseProgram:
         if op == "silu_mul":
             def run(r, b):
                 r.act = layers.silu_mul(r.gate, r.up)
+            return run
+        if op == "router":
+            gate, cfg = ctx.weights[ins.weights[0]], ctx.cfg
+
+            def run(r, b):
+                r.route = layers.route(r.h, gate, cfg.num_experts_per_tok, cfg.norm_topk_prob)
+            return run
+        if op == "moe_experts":
+            ws = [ctx.weights[n] for n in ins.weights]
+            shards = [tuple(ws[i:i + 3]) for i in range(0, len(ws), 3)]  # (gate, up, down) per expert
+
+            def run(r, b):
+                r.out = layers.moe_experts(r.h, *r.route, shards)
             return run
         if op == "lm_head":
             w = ctx.weights[ins.weights[0]]

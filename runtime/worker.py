@@ -27,6 +27,7 @@ from seesaw.runtime import host_allocator, layers
 from seesaw.runtime.checkpoint import Checkpoint
 from seesaw.runtime.kv_cache import HostKVBuffer, PagedKVCache, slot_table
 from seesaw.runtime.program import PhaseProgram, RankContext
+from seesaw.runtime.quantized import is_scale, scale_name
 
 
 @dataclass
@@ -46,13 +47,20 @@ class WorkerConfig:
     time_ops: bool = False  # time every instruction of every forward pass (PhaseProgram.op_times)
 
 
-def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict) -> dict:
-    """Host copies of this rank's shards in ``phase`` (identical (name, slice) pairs shared)."""
+def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict,
+                 block_size: tuple[int, int] | None = None) -> dict:
+    """Host copies of this rank's shards in ``phase`` (identical (name, slice) pairs shared). An FP8 weight is
+    dequantized with its scale (``block_size``: the checkpoint's scale blocks), which is not kept."""
     out = {}
-    for name, sl in phase.rank_plan(rank).weight_shards.items():
+    shards = phase.rank_plan(rank).weight_shards
+    for name, sl in shards.items():
+        if is_scale(name):
+            continue
         key = (name, None if sl is None else (sl.dim, sl.start, sl.stop))
         if key not in cache:
-            t = ckpt.read(name, sl, dtype=dtype)
+            scale = scale_name(name, shards)
+            t = ckpt.read(name, sl, dtype=dtype) if scale is None else ckpt.read_dequantized(name, sl, scale,
+                                                                                             block_size, dtype)
             cache[key] = t.pin_memory() if torch.cuda.is_available() and t.device.type == "cpu" else t
         out[name] = cache[key]
     return out
@@ -80,7 +88,8 @@ class Worker:
         rope_scaling = ckpt.config.get("rope_scaling") or ckpt.config.get("rope_parameters")
         self.rope = layers.Rope(self.cfg.head_dim, self.cfg.rope_theta, rope_scaling)
         cache: dict = {}
-        self.host_weights = {ph: _load_shards(ckpt, self.plan.phase(ph), rank, self.dtype, cache)
+        block = self.cfg.quantization.block_size if self.cfg.quantization is not None else None
+        self.host_weights = {ph: _load_shards(ckpt, self.plan.phase(ph), rank, self.dtype, cache, block)
                              for ph in ("prefill", "decode")}
         self.host_weight_bytes = sum(t.numel() * t.element_size() for t in cache.values())
         dec = self.plan.decode.rank_plan(rank)

@@ -164,6 +164,27 @@ def pcie_x8_scale(l40s_allreduce: dict) -> float:
     return (seconds - t0) / (spec.curve_s("allreduce_us", n, nbytes) - t0)
 
 
+def moe_terms(system: str, kernel: dict) -> dict | None:
+    """``moe_efficiency`` and ``moe_overhead_us`` of ``system`` fitted to its measured vLLM fused-MoE table with the
+    entry's other terms as ``kernel`` sets them (:mod:`~seesaw.planner.calibration.aic_moe`), and their source;
+    None when the system has no such table."""
+    from seesaw.planner.calibration.aic_moe import fit_moe, moe_samples  # noqa: PLC0415
+    from seesaw.planner.hardware.catalog import load_catalog  # noqa: PLC0415
+
+    try:
+        samples, table = moe_samples(system)
+    except InputError:
+        return None
+    if not samples:
+        return None
+    gpu = load_catalog()[kernel["name"]].model_copy(update={k: v for k, v in kernel.items() if k != "name"})
+    eff, over, err = fit_moe(gpu, samples)
+    return {"moe_efficiency": eff, "moe_overhead_us": over,
+            "source": (f"fitted by planner/calibration/aic_moe.py to {len(samples)} measured MoE layers (Mixtral-8x7B, "
+                       f"Qwen3-30B-A3B, Qwen3-235B-A22B shapes; bf16, balanced routing, TP 1-8) of {table.cite()}: "
+                       f"RMS log error {err:.3f}")}
+
+
 def catalog_terms() -> dict[str, dict]:
     """The fitted and measured terms of every catalog GPU that AIConfigurator's tables cover, directly or
     borrowed (``catalog_fitted.yaml``: ``scripts/fit_gpu_catalog.py`` writes it, a test checks it)."""
@@ -173,6 +194,12 @@ def catalog_terms() -> dict[str, dict]:
         e = f.entry
         out[f.name] = {k: e[k] for k in (*_KERNEL_FIELDS, "allreduce_us", "allgather_us")}
         out[f.name]["source"] = {g: e["source"][g] for g in ("efficiency", "overheads", "collectives")}
+    moe = {f.name: moe_terms(system, {k: f.entry[k] for k in _KERNEL_FIELDS} | {"name": f.name})
+           for system, f in fits.items()}
+    for name, terms in moe.items():
+        if terms:
+            out[name].update({k: v for k, v in terms.items() if k != "source"})
+            out[name]["source"]["moe"] = terms["source"]
     scale = pcie_x8_scale(fits["l40s"].entry["allreduce_us"])
     for name, (system, why) in BORROWED_KERNELS.items():
         f = fits[system]
@@ -180,6 +207,9 @@ def catalog_terms() -> dict[str, dict]:
         out[name]["source"] = {
             "efficiency": f"borrowed from {f.name} ({why}): {f.entry['source']['efficiency']}",
             "overheads": f"borrowed from {f.name}: {f.entry['source']['overheads']}"}
+        if moe.get(f.name):
+            out[name].update({k: v for k, v in moe[f.name].items() if k != "source"})
+            out[name]["source"]["moe"] = f"borrowed from {f.name}: {moe[f.name]['source']}"
         if name in SAME_LINK_CURVES:
             c = fits[SAME_LINK_CURVES[name]]
             out[name]["allreduce_us"] = c.entry["allreduce_us"]

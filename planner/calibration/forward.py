@@ -37,11 +37,10 @@ import re
 from collections.abc import Sequence
 
 from seesaw.ir import ModelConfig, ModelGraph, OpKind, PassShape, apply_tp, build_graph
-from seesaw.planner.cost.roofline import merge_parts
+from seesaw.planner.cost.roofline import GEMM_KINDS, gemm_rows, merge_parts
 from seesaw.planner.calibration.fit import ForwardSample, OpSample
 from seesaw.planner.validation.predict import step_parts
 
-_GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
 _LAYER_PREFIX = re.compile(r"^layers\.\d+\.")
 
 
@@ -83,9 +82,9 @@ def forward_ops(graph: ModelGraph, parts: Sequence[PassShape], dtype_bytes: int,
                               sum(op.device_bytes(p, tp, dtype_bytes) for p in live),
                               0.0, seqs=sum(p.num_seqs for p in live), label=label)
         else:
-            kind = ("lm_head" if op.kind is OpKind.LM_HEAD else "gemm") if op.kind in _GEMM_KINDS else "elementwise"
+            kind = ("lm_head" if op.kind is OpKind.LM_HEAD else "gemm") if op.kind in GEMM_KINDS else "elementwise"
             sample = OpSample(kind, op.flops(merged, tp), op.device_bytes(merged, tp, dtype_bytes), 0.0,
-                              rows=op.tokens(merged) if op.kind in _GEMM_KINDS else None, label=label)
+                              rows=gemm_rows(op, merged), label=label)
         if sample.flops == 0 and sample.nbytes == 0:
             continue
         counts[sample] = counts.get(sample, 0) + 1

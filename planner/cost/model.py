@@ -165,12 +165,13 @@ class CostModel:
         d = self.dtype_bytes
         cfg = self.cfg
         kv_heads_rank = max(1, cfg.num_key_value_heads // tp)
+        layers = cfg.num_hidden_layers  # the mean layer: a checkpoint may leave some layers' modules unquantized
         return MemoryTerms(
-            layer_weight_bytes=sum(op.weight_bytes(tp, d) for op in g.layer_ops(0)),
+            layer_weight_bytes=-(-sum(g.layer_weight_bytes(i, tp, d) for i in range(layers)) // layers),
             first_weight_bytes=sum(op.weight_bytes(tp, d) for op in g.pre_ops()),
             last_weight_bytes=sum(op.weight_bytes(tp, d) for op in g.post_ops()),
             tied_weight_bytes=self._tied_bytes(g, tp),
-            kv_bytes_per_token_layer=2 * kv_heads_rank * cfg.head_dim * d,
+            kv_bytes_per_token_layer=2 * kv_heads_rank * cfg.head_dim * (cfg.kv_cache_dtype_bytes or d),
             act_bytes_per_token=d * (2 * cfg.hidden_size + 3 * cfg.intermediate_size // tp),
             logits_bytes_per_seq=4 * math.ceil(cfg.vocab_size / tp),
         )
@@ -178,7 +179,7 @@ class CostModel:
     def _tied_bytes(self, g: ModelGraph, tp: int) -> int:
         pre = {w.name: w for op in g.pre_ops() for w in op.weights}
         shared = [w for op in g.post_ops() for w in op.weights if w.name in pre]
-        return sum(w.local_numel(tp) for w in shared) * self.dtype_bytes
+        return sum(w.local_bytes(tp, self.dtype_bytes) for w in shared)
 
     @lru_cache(maxsize=None)
     def stage_cost(self, layout: Layout, parts: tuple[PassShape, ...]) -> StageCost:
@@ -225,13 +226,14 @@ class CostModel:
 
     @property
     def model_weight_bytes(self) -> int:
-        return self.graph.weight_bytes() * self.dtype_bytes // self.cfg.dtype_bytes
+        """Bytes of all weights (quantized tensors in their stored dtypes, the rest in the GPU's dtype)."""
+        return self.graph.weight_bytes(dtype_bytes=self.dtype_bytes)
 
     @property
     def kv_bytes_per_token(self) -> int:
-        """KV bytes of one token over all layers and heads (the host buffer's unit)."""
+        """KV bytes of one token over all layers and heads (the host buffer's unit), in the KV-cache dtype."""
         c = self.cfg
-        return 2 * c.num_key_value_heads * c.head_dim * self.dtype_bytes * c.num_hidden_layers
+        return c.num_hidden_layers * self.graph.kv_bytes_per_token_per_layer(self.dtype_bytes)
 
     @property
     def device_capacity_bytes(self) -> int:

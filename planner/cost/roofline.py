@@ -5,8 +5,9 @@ Formulas: DESIGN.md section 4 (after the Seesaw paper's appendix). Each compute 
 ``F_eff = peak FLOP/s * matmul_efficiency`` and ``B_eff = peak memory bandwidth * memory_efficiency`` come
 from the hardware profile; ``overlap = compute_memory_overlap`` is 1 (the plain roofline ``max``) unless a
 calibration measured less (a single CPU thread does not overlap streaming and arithmetic). GEMMs (linear,
-lm head) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
-``matmul_half_rows``; the lm head at ``lm_head_efficiency`` of both rates), and GEMMs of two or more rows
+lm head, router, and each expert of a mixture at its mean rows) of ``r`` rows run at ``F_eff * r / (r + n_half)`` (Hockney and Jesshope's half-performance length,
+``matmul_half_rows``; the lm head at ``lm_head_efficiency`` of both rates; FP8 x FP8 GEMMs of FP8 checkpoints
+from ``fp8_tflops`` where the GPU has FP8 tensor cores), and GEMMs of two or more rows
 move ``1 + matmul_pack_ratio`` times their bytes (a CPU BLAS packs the weight panels; a one-row GEMV streams them once); attention at ``F_eff * attention_efficiency`` and ``B_eff *
 attention_memory_efficiency``. Fixed overheads measured by ``seesaw-calibrate`` add ``op_overhead_us`` per compute
 op, ``elementwise_overhead_us`` more per elementwise op (every compute op but GEMMs and attention),
@@ -32,7 +33,15 @@ def merge_parts(parts: Sequence[PassShape]) -> PassShape:
     return PassShape(num_seqs=seqs, query_tokens=per_seq, context_len=per_seq)
 
 
-_GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD}
+GEMM_KINDS = {OpKind.LINEAR, OpKind.LM_HEAD, OpKind.ROUTER, OpKind.MOE_EXPERTS}
+
+
+def gemm_rows(op: Op, shape: PassShape) -> float | None:
+    """Rows of the op's GEMMs (None for an op that is no GEMM): its tokens, or for a mixture of experts the mean
+    rows of one touched expert (:meth:`~seesaw.ir.ops.Op.expert_rows`: a decode step's experts see few rows)."""
+    if op.kind is OpKind.MOE_EXPERTS:
+        return op.expert_rows(shape)
+    return op.tokens(shape) if op.kind in GEMM_KINDS else None
 
 
 def attention_rates(gpu: GPUSpec) -> tuple[float, float, float]:
@@ -50,25 +59,30 @@ def roofline_s(compute_s: float, memory_s: float, overlap: float) -> float:
 
 
 def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None,
-                  attention: bool = False, lm_head: bool = False) -> float:
+                  attention: bool = False, lm_head: bool = False, fp8: bool = False, moe: bool = False) -> float:
     """Time (s) of one kernel of ``flops`` FLOPs moving ``nbytes`` bytes, without fixed overheads.
 
     ``max(c, m) + (1 - gpu.compute_memory_overlap) * min(c, m)``, ``c = flops / F``, ``m = nbytes / B_eff``;
     for a GEMM of ``gemm_rows`` rows ``F = F_eff * rows / (rows + matmul_half_rows)``, for attention
     ``F = F_eff * attention_efficiency`` and ``B_eff * attention_memory_efficiency``, else ``F = F_eff``; a GEMM of more
     than one row moves ``nbytes * (1 + matmul_pack_ratio)`` (weight packing, GotoBLAS-style); the lm head's GEMM
-    (``lm_head``) runs both rates at ``lm_head_efficiency``. The calibration fit
+    (``lm_head``) runs both rates at ``lm_head_efficiency``; a fused mixture-of-experts kernel (``moe``) computes at
+    ``moe_efficiency`` of the GEMM rate; an FP8 x FP8 GEMM (``fp8``) starts from
+    ``gpu.achievable_fp8_flops`` (the bf16 rate on GPUs without FP8 tensor cores). The calibration fit
     (:mod:`seesaw.planner.calibration.fit`) uses this very function.
     """
     if attention:
         rate, bandwidth, _ = attention_rates(gpu)
     else:
-        rate, bandwidth = gpu.achievable_flops, gpu.achievable_memory_bytes_per_s
+        rate = gpu.achievable_fp8_flops if fp8 else gpu.achievable_flops
+        bandwidth = gpu.achievable_memory_bytes_per_s
     if gemm_rows is not None and gpu.matmul_half_rows > 0:
         rate *= gemm_rows / (gemm_rows + gpu.matmul_half_rows)
     if lm_head:
         rate *= gpu.lm_head_efficiency
         bandwidth *= gpu.lm_head_efficiency
+    if moe:
+        rate *= gpu.moe_efficiency
     c = flops / rate if flops else 0.0
     m = nbytes / bandwidth
     if gemm_rows is not None and gemm_rows > 1:
@@ -82,7 +96,7 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
     Attention is costed per part (a prefill chunk and decode sequences attend over different contexts)
     plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
     adds ``op_overhead_us`` once, elementwise ops (neither GEMM nor attention) ``elementwise_overhead_us``
-    more, attention ``attention_overhead_us`` more.
+    more, attention ``attention_overhead_us`` more, a mixture of experts ``moe_overhead_us`` more.
     """
     gpu = cluster.gpu
     dtype = gpu.dtype_bytes
@@ -94,14 +108,16 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
             continue
         flops = op.flops(shape, tp)
         nbytes = op.device_bytes(shape, tp, dtype)
-        rows = op.tokens(shape) if op.kind in _GEMM_KINDS else None
-        total += kernel_time_s(flops, nbytes, gpu, rows, attention, op.kind == OpKind.LM_HEAD)
+        rows = gemm_rows(op, shape)
+        total += kernel_time_s(flops, nbytes, gpu, rows, attention, op.kind == OpKind.LM_HEAD,
+                               op.dims.get("gemm_dtype") == "fp8", op.kind == OpKind.MOE_EXPERTS)
         if attention:
             total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
     if not total:
         return 0.0
     fixed_us = gpu.op_overhead_us + (gpu.attention_overhead_us if attention else
-                                     0.0 if op.kind in _GEMM_KINDS else gpu.elementwise_overhead_us)
+                                     gpu.moe_overhead_us if op.kind == OpKind.MOE_EXPERTS else
+                                     0.0 if op.kind in GEMM_KINDS else gpu.elementwise_overhead_us)
     return total + fixed_us * 1e-6
 
 

@@ -46,6 +46,12 @@ OVERHEAD_FIELDS: tuple[str, ...] = ("matmul_half_rows", "matmul_pack_ratio", "co
                                     "step_overhead_us")
 # Optional measured collective curves; an entry that sets them must name a source for "collectives".
 CURVE_FIELDS: tuple[str, ...] = ("allreduce_us", "allgather_us")
+# Optional FP8 tensor-core rate (default 0: none); an entry that sets it must name a source for "fp8". Every
+# entry of the packaged catalog sets it (a calibration profile of one entry need not).
+FP8_FIELDS: tuple[str, ...] = ("fp8_tflops",)
+# Optional fused mixture-of-experts kernel terms (defaults: the dense GEMM's rate, no fixed cost); an entry that
+# sets them to other values must name a source for "moe" (a calibration profile writes the defaults).
+MOE_FIELDS: tuple[str, ...] = ("moe_efficiency", "moe_overhead_us")
 
 
 class GPUSpec(BaseModel):
@@ -66,6 +72,9 @@ class GPUSpec(BaseModel):
     aliases: tuple[str, ...] = ()
     memory_gb: float = Field(gt=0, description="device memory per GPU, 1e9 bytes")
     bf16_tflops: float = Field(gt=0, description="dense peak TFLOP/s at the runtime dtype")
+    fp8_tflops: float = Field(0.0, ge=0, description=(
+        "dense (no 2:4 sparsity) peak TFLOP/s of FP8 x FP8 GEMMs on tensor cores; 0: the device has no FP8 "
+        "tensor cores, so FP8 weights are dequantized inside the GEMM and it runs at bf16_tflops"))
     memory_gb_per_s: float = Field(gt=0, description="peak device memory bandwidth, 1e9 B/s")
     dtype_bytes: Literal[2, 4] = 2
     link: LinkKind = "pcie"
@@ -98,6 +107,10 @@ class GPUSpec(BaseModel):
     lm_head_efficiency: float = Field(1.0, gt=0, le=1, description=(
         "the lm head GEMM's FLOP and memory rates as a share of the other GEMMs' (a vocabulary-wide weight, "
         "e.g. 49,152 x 512, that a CPU BLAS streams slower per byte than a layer's projections)"))
+    moe_efficiency: float = Field(1.0, gt=0, le=1, description=(
+        "a fused mixture-of-experts kernel's FLOP rate as a share of the GEMM rate at the same rows per expert "
+        "(routing, gather and scatter of the tokens, one grouped launch over uneven experts)"))
+    moe_overhead_us: float = Field(0.0, ge=0, description="fixed time per mixture-of-experts layer (routing set-up, launch)")
     op_overhead_us: float = Field(0.0, ge=0, description="fixed time per compute op (kernel launch / dispatch)")
     elementwise_overhead_us: float = Field(0.0, ge=0, description=(
         "extra fixed time per elementwise op (embedding, RMSNorm, RoPE, SiLU-mul, residual add, sampling) on "
@@ -151,6 +164,14 @@ class GPUSpec(BaseModel):
     def peak_flops(self) -> float:
         """Dense peak FLOP/s (``bf16_tflops * 1e12``)."""
         return self.bf16_tflops * 1e12
+
+    @property
+    def achievable_fp8_flops(self) -> float:
+        """FLOP/s of an FP8 x FP8 GEMM: ``fp8_tflops * 1e12 * matmul_efficiency`` (the bf16 GEMMs' efficiency,
+        assumed), or :attr:`achievable_flops` on a device without FP8 tensor cores (``fp8_tflops`` 0)."""
+        if self.fp8_tflops <= 0:
+            return self.achievable_flops
+        return self.fp8_tflops * 1e12 * self.matmul_efficiency
 
     @property
     def memory_bytes(self) -> int:
@@ -211,7 +232,8 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
         raise InputError("catalog", "must be a non-empty mapping of GPU name -> figures", src)
     if path == CATALOG_PATH and FITTED_PATH.is_file():
         raw = _merge_fitted(raw, yaml.safe_load(FITTED_PATH.read_text()) or {})
-    required = set(GPUSpec.model_fields) - {"name", "aliases", *OVERHEAD_FIELDS, *CURVE_FIELDS}
+    required = set(GPUSpec.model_fields) - {"name", "aliases", *OVERHEAD_FIELDS, *CURVE_FIELDS, *FP8_FIELDS,
+                                            *MOE_FIELDS}
     specs: dict[str, GPUSpec] = {}
     keys: dict[str, str] = {}
     for name, entry in raw.items():
@@ -225,7 +247,10 @@ def _parse_catalog(path: Path) -> dict[str, GPUSpec]:
         except ValidationError as e:
             raise validation_to_input_error(e, src, prefix=f"{name}.") from None
         groups = [*SOURCE_GROUPS, *(["overheads"] if set(entry) & set(OVERHEAD_FIELDS) else []),
-                  *(["collectives"] if set(entry) & set(CURVE_FIELDS) else [])]
+                  *(["collectives"] if set(entry) & set(CURVE_FIELDS) else []),
+                  *(["fp8"] if set(entry) & set(FP8_FIELDS) else []),
+                  *(["moe"] if any(k in entry and entry[k] != GPUSpec.model_fields[k].default
+                                   for k in MOE_FIELDS) else [])]
         lacking = [g for g in groups if not spec.source.get(g, "").strip()]
         if lacking:
             raise InputError(f"{name}.source", f"no source for figure groups: {', '.join(lacking)}", src)

@@ -67,7 +67,7 @@ def test_schema_version(pp2_tp2_data, version, text):
 
 def test_older_minor_or_same_version_accepted(pp2_tp2_data):
     """1.1 added optional fields (the prediction method and closed form, the baseline's engine knobs), 1.2 the
-    optional ``ranks_listed``: a 1.0 file still validates."""
+    optional ``ranks_listed`` and the mixture-of-experts opcodes: a 1.0 file still validates."""
     assert SCHEMA_VERSION == "1.2"
     validate_plan_data(pp2_tp2_data)
     pp2_tp2_data["schema_version"] = "1.0"
@@ -241,7 +241,7 @@ def test_json_schema(tmp_path):
             "summary"} <= set(schema["required"]) | set(schema["properties"])
     assert schema["additionalProperties"] is False
     ops = schema["$defs"]["Instruction"]["properties"]["op"]["enum"]
-    assert "all_reduce" in ops and "sample" in ops and len(ops) == 13
+    assert {"all_reduce", "sample", "router", "moe_experts"} <= set(ops) and len(ops) == 15
     path = tmp_path / "plan.schema.json"
     write_json_schema(path)
     assert json.loads(path.read_text()) == schema

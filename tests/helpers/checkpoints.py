@@ -42,6 +42,24 @@ LLAMA3_ROPE: dict[str, Any] = {
                      "original_max_position_embeddings": 64},
 }
 
+MIXTRAL_MOE: dict[str, Any] = {
+    "architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+    "num_local_experts": 4, "num_experts_per_tok": 2,
+    "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+    "tie_word_embeddings": False, "torch_dtype": "float32",
+}
+
+QWEN3_MOE: dict[str, Any] = {
+    "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+    "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32, "num_hidden_layers": 2,
+    "head_dim": 16, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+    "num_experts": 8, "num_experts_per_tok": 2, "norm_topk_prob": True, "decoder_sparse_step": 1,
+    "mlp_only_layers": [], "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+    "tie_word_embeddings": False, "torch_dtype": "float32",
+}
+
 _NOISE_STD = 0.02
 
 

@@ -9,6 +9,7 @@ from seesaw.ir import InputError, ModelConfig, list_examples, load_model_config
 EXAMPLES = [
     "llama-2-7b", "llama-2-13b", "llama-2-70b", "codellama-34b", "llama-3-8b", "llama-3-70b",
     "mistral-7b", "qwen2-7b", "SmolLM2-135M", "qwen3-8b", "llama-3-15b",
+    "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b", "llama-3.1-70b-fp8",
 ]
 
 BASE = {
@@ -182,11 +183,12 @@ def test_from_hf_dict_without_source():
     assert str(info.value).startswith("vocab_size: ")
 
 
-@pytest.mark.parametrize("quant", [{"quant_method": "awq", "bits": 4, "group_size": 128},
-                                   {"quant_method": "gptq", "bits": 4}, {"quant_method": "fp8"}])
-def test_quantized_checkpoints_are_refused_not_planned_as_bf16(tmp_path, quant):
+@pytest.mark.parametrize("quant", [{"quant_method": "bitsandbytes", "load_in_4bit": True},
+                                   {"quant_method": "gptq", "bits": 3, "group_size": 128}])
+def test_unsupported_quantization_is_refused_not_planned_as_bf16(tmp_path, quant):
+    """Supported formats (FP8, AWQ, GPTQ INT4) are parsed in tests/ir/test_ir_quant.py; others are refused."""
     e = err(tmp_path, {**BASE, "quantization_config": quant})
-    assert e.field == "quantization_config" and quant["quant_method"] in e.problem
+    assert e.field.startswith("quantization_config") and quant["quant_method"] in str(e)
     assert str(tmp_path / "x.json") in str(e)
 
 
@@ -271,3 +273,43 @@ def test_local_path_wins_over_the_hf_cache(tmp_path, monkeypatch, hf_lookup):
     with pytest.raises(InputError) as info:
         load_model_config("my-org/config.json")
     assert info.value.problem == "no such file or folder"
+
+
+@pytest.mark.parametrize("name, experts, top_k, width, normalize, params_b", [
+    ("mixtral-8x7b", 8, 2, 14336, True, 46.70),  # 46.7B: Mistral AI's Mixtral of Experts announcement
+    ("qwen3-30b-a3b", 128, 8, 768, True, 30.53),  # 30.5B: the Qwen3-30B-A3B model card
+    ("qwen3-235b-a22b", 128, 8, 1536, True, 235.09),  # 235B: the Qwen3-235B-A22B model card
+])
+def test_mixture_of_experts_configs(name, experts, top_k, width, normalize, params_b):
+    from seesaw.ir import build_graph  # noqa: PLC0415
+
+    cfg = load_model_config(name)
+    assert cfg.is_moe and (cfg.num_experts, cfg.num_experts_per_tok) == (experts, top_k)
+    assert (cfg.moe_intermediate_size, cfg.norm_topk_prob) == (width, normalize)
+    assert build_graph(cfg).num_parameters() / 1e9 == pytest.approx(params_b, abs=0.01)
+    assert {"num_experts", "moe_intermediate_size"} <= set(cfg.fingerprint())
+    assert "num_experts" not in load_model_config("mistral-7b").fingerprint()  # dense plans keep their keys
+
+
+def test_moe_qwen3_with_dense_layers_is_refused(tmp_path):
+    data = {**BASE, "architectures": ["Qwen3MoeForCausalLM"], "num_experts": 4, "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32, "mlp_only_layers": [0]}
+    with pytest.raises(InputError) as e:
+        load_model_config(write(tmp_path, data))
+    assert e.value.field == "mlp_only_layers" and "dense MLP" in e.value.problem
+    data.pop("mlp_only_layers")
+    data["num_experts_per_tok"] = 8
+    with pytest.raises(InputError) as e:
+        load_model_config(write(tmp_path, data))
+    assert e.value.field == "num_experts_per_tok"
+
+
+def test_experts_touched_by_a_decode_step():
+    """The expected distinct experts of docs/planner.md: 8 tokens on Mixtral (8 experts, top 2) and Qwen3-MoE (128,
+    top 8); all experts once the batch is large; none for no token."""
+    from seesaw.ir.ops import experts_touched  # noqa: PLC0415
+
+    assert experts_touched(8, 2, 8) == pytest.approx(7.199, abs=1e-3)
+    assert experts_touched(128, 8, 8) == pytest.approx(51.62, abs=1e-2)
+    assert experts_touched(128, 8, 4096) == pytest.approx(128.0)
+    assert experts_touched(8, 2, 0) == 0.0

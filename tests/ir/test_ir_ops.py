@@ -94,3 +94,24 @@ def test_layer_sum_matches_design_decode_formula(l70):
     linear = sum(op.flops(shape, 1) for op in l70.layer_ops(5) if op.kind is OpKind.LINEAR)
     params = sum(w.numel for op in l70.layer_ops(5) if op.kind is OpKind.LINEAR for w in op.weights)
     assert linear == 2 * 32 * params
+
+
+def test_mixture_of_experts_costs_the_routed_experts_only():
+    """Mixtral: a token runs top-2 of 8 experts (twice a dense FFN of the expert width); one decode token reads 2
+    experts' weights, 64 tokens all 8; under tp2 a rank does half the FLOPs and reads half of each expert."""
+    from seesaw.ir import OpKind, PassShape, build_graph, load_model_config  # noqa: PLC0415
+
+    cfg = load_model_config("mixtral-8x7b")
+    layer = build_graph(cfg).layer_ops(0)
+    experts = next(op for op in layer if op.kind is OpKind.MOE_EXPERTS)
+    router = next(op for op in layer if op.kind is OpKind.ROUTER)
+    h, ffn = cfg.hidden_size, cfg.intermediate_size
+    one = PassShape.decode(1, 100)
+    assert experts.flops(one) == pytest.approx(2 * 6 * h * ffn, rel=1e-3)
+    assert experts.flops(one, tp=2) == pytest.approx(experts.flops(one) / 2, rel=1e-3)
+    expert_bytes = 3 * h * ffn * cfg.dtype_bytes
+    assert experts.device_bytes(one) == pytest.approx(2 * expert_bytes, rel=1e-3)
+    assert experts.device_bytes(PassShape.decode(64, 100)) == pytest.approx(8 * expert_bytes, rel=0.01)
+    assert experts.device_bytes(one, tp=2) == pytest.approx(expert_bytes, rel=1e-3)
+    assert experts.expert_rows(PassShape.prefill(1, 4096)) == pytest.approx(4096 * 2 / 8)
+    assert router.flops(one) == pytest.approx(8 * (2 * h + 5))

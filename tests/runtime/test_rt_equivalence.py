@@ -9,7 +9,8 @@ import random
 
 import pytest
 import torch
-from helpers.checkpoints import LLAMA3_ROPE, LLAMA_GQA, QWEN2_TIED, QWEN3_QK_NORM, write_random_checkpoint
+from helpers.checkpoints import (LLAMA3_ROPE, LLAMA_GQA, MIXTRAL_MOE, QWEN2_TIED, QWEN3_MOE, QWEN3_QK_NORM,
+                                 write_random_checkpoint)
 from helpers.plans import make_plan
 
 from seesaw.runtime.engine import Engine
@@ -17,7 +18,8 @@ from seesaw.schedule.replica import Sequence
 
 NEW_TOKENS = 6
 MODELS = {"llama_gqa": LLAMA_GQA, "qwen2_tied": QWEN2_TIED}
-EXTRA = {"qwen3_qk_norm": QWEN3_QK_NORM, "llama3_rope_scaling": LLAMA3_ROPE}  # fewer layouts each
+EXTRA = {"qwen3_qk_norm": QWEN3_QK_NORM, "llama3_rope_scaling": LLAMA3_ROPE,  # fewer layouts each
+         "mixtral_moe": MIXTRAL_MOE, "qwen3_moe": QWEN3_MOE}
 
 
 def _prompts(vocab: int, n: int = 5, seed: int = 0) -> list[list[int]]:
@@ -161,3 +163,18 @@ def test_timed_instructions_leave_tokens_unchanged_and_cover_every_program(refer
     samples = in_run_op_samples(forward_graph(load_model_config(folder), 2), decode, 4, tp=2)
     assert {s.kind for s in samples} == {"gemm", "lm_head", "elementwise", "attention"}
     assert all(s.in_run for s in samples)
+
+
+MOE_LAYOUTS = [("tp2", "tp2", 0), ("pp2", "pp2", 0), ("pp2", "tp2", 4096)]
+
+
+@pytest.mark.parametrize("model", ["mixtral_moe", "qwen3_moe"])
+@pytest.mark.parametrize("prefill, decode, buffer", MOE_LAYOUTS, ids=[f"{p}->{d}" for p, d, _ in MOE_LAYOUTS])
+def test_mixture_of_experts_layouts_match_transformers(references, model, prefill, decode, buffer):
+    """Router and experts under TP (each expert's width split in two, partial sums all-reduced), PP, and a
+    re-sharding plan: transformers' greedy tokens, logits within 1e-4."""
+    folder, prompts, *_ = references[model]
+    tokens, logits, m = _run(folder, prompts, prefill, decode, host_buffer_tokens=buffer)
+    _check(references[model], tokens, logits)
+    if prefill != decode:
+        assert m.transitions >= 1

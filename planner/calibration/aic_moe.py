@@ -1,0 +1,98 @@
+"""The fused mixture-of-experts kernel's efficiency, fitted to NVIDIA AIConfigurator's measured MoE tables.
+
+``aiconfigurator-core`` ships, per GPU system, ``moe/<engine>/<version>/moe_perf.parquet``: the latency (ms) of
+one MoE layer's experts (``num_tokens`` tokens, ``hidden_size``, expert width ``inter_size``, ``topk`` of
+``num_experts``, the experts tensor-parallel ``moe_tp_size`` ways, ``moe_ep_size`` expert-parallel, a token
+``distribution``) as the engine's kernel runs it. This module reads vLLM's unquantized fused-MoE rows
+(``vllm_unquantizedfusedmoe_triton_tritonexperts``, bf16, balanced routing, no expert parallelism: the
+planner's moe_experts op) of the shipped MoE shapes and fits two terms of the catalog entry, with everything
+else (rates, ``matmul_half_rows``) as the entry has it:
+
+- ``moe_efficiency``: the fused kernel's compute rate as a share of the dense GEMM rate (the roofline's
+  ``F * rows / (rows + n_half)`` at the rows one touched expert sees);
+- ``moe_overhead_us``: a fixed time per MoE layer (routing-index set-up and the kernel's launch).
+
+The fit minimizes the mean squared log ratio of modelled to measured latency over a grid (efficiency in steps
+of 0.01, overhead in steps of 1 us), so no single large shape dominates.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from seesaw.ir import OpKind, PassShape, build_graph, load_model_config
+from seesaw.planner.calibration.aiconfigurator import Table, load_table
+from seesaw.planner.hardware import GPUSpec
+
+KERNEL = "vllm_unquantizedfusedmoe_triton_tritonexperts"
+#: The shipped mixture-of-experts configs whose shapes are fitted (hidden, expert width, top-k, experts).
+MODELS = ("mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b")
+TP_SIZES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class MoeSample:
+    """One measured MoE layer: the model whose shape it has, the tokens, the TP ways, the latency (s)."""
+
+    model: str
+    tokens: int
+    tp: int
+    measured_s: float
+
+
+def moe_samples(system: str) -> tuple[list[MoeSample], Table]:
+    """The measured rows of the shipped MoE shapes on ``system`` (an AIConfigurator system name, e.g.
+    ``h100_sxm``) and the table they come from. Raises InputError when the system has no vLLM MoE table."""
+    table = load_table(system, "moe", "moe_perf", "vllm")
+    d = table.rows
+    d = d[(d.kernel_source == KERNEL) & (d.moe_dtype == "bfloat16") & (d.distribution == "balanced")
+          & (d.moe_ep_size == 1) & d.moe_tp_size.isin(TP_SIZES)]
+    out = []
+    for name in MODELS:
+        cfg = load_model_config(name)
+        rows = d[(d.hidden_size == cfg.hidden_size) & (d.inter_size == cfg.moe_intermediate_size)
+                 & (d.topk == cfg.num_experts_per_tok) & (d.num_experts == cfg.num_experts)]
+        out += [MoeSample(name, int(r.num_tokens), int(r.moe_tp_size), float(r.latency) * 1e-3)
+                for _, r in rows.iterrows() if r.latency > 0]  # a few rows of some tables hold 0: not measured
+    return out, table
+
+
+def modelled_s(gpu: GPUSpec, sample: MoeSample) -> float:
+    """The planner's time (s) of the sample's MoE layer on ``gpu`` (its ``moe_efficiency`` and
+    ``moe_overhead_us`` included)."""
+    from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s  # noqa: PLC0415
+
+    op = _experts_op(sample.model)
+    shape = PassShape(sample.tokens, 1, 1)
+    return (kernel_time_s(op.flops(shape, sample.tp), op.device_bytes(shape, sample.tp, gpu.dtype_bytes), gpu,
+                          gemm_rows(op, shape), moe=True) + (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6)
+
+
+@functools.lru_cache(maxsize=None)
+def _experts_op(name: str):
+    return next(op for op in build_graph(load_model_config(name)).layer_ops(0) if op.kind is OpKind.MOE_EXPERTS)
+
+
+def fit_moe(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float, float]:
+    """``(moe_efficiency, moe_overhead_us, rms log error)`` minimizing the mean squared log ratio of
+    :func:`modelled_s` to the measured latency over ``samples`` (the entry's own two terms are ignored)."""
+    from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s, roofline_s  # noqa: PLC0415
+
+    base = gpu.model_copy(update={"moe_efficiency": 1.0, "moe_overhead_us": 0.0})
+    parts = []  # (compute s at efficiency 1, memory s, measured s): the roofline's two sides of each sample
+    for s in samples:
+        op, shape = _experts_op(s.model), PassShape(s.tokens, 1, 1)
+        rows = gemm_rows(op, shape)
+        parts.append((kernel_time_s(op.flops(shape, s.tp), 0.0, base, rows, moe=True),
+                      kernel_time_s(0.0, op.device_bytes(shape, s.tp, gpu.dtype_bytes), base, rows, moe=True),
+                      s.measured_s))
+    best, fixed = (1.0, 0.0, math.inf), gpu.op_overhead_us * 1e-6
+    for eff_pct in range(20, 101):
+        for over_us in range(0, 101):
+            eff, over = eff_pct / 100, over_us * 1e-6
+            err = math.sqrt(sum(math.log((roofline_s(c / eff, m, gpu.compute_memory_overlap) + fixed + over) / t)
+                                    ** 2 for c, m, t in parts) / len(parts))
+            if err < best[2]:
+                best = (eff, float(over_us), err)
+    return best
