@@ -229,9 +229,6 @@ def _parse(data: Any, name: str) -> ModelConfig:
             "architectures", f"'{arch}' is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
         )
     quant = parse_quantization(data)
-    if quant is not None and arch in MOE_ARCHITECTURES:
-        raise InputError("quantization_config", f"quantized mixture-of-experts checkpoints ({quant.describe()}) are "
-                         "not supported yet")
     dims = {key: _positive_int(data, key) for key in _REQUIRED_INTS}
     hidden, heads = dims["hidden_size"], dims["num_attention_heads"]
     kv_heads = _positive_int(data, "num_key_value_heads", required=False) or heads

@@ -176,22 +176,30 @@ class _Builder:
     def moe(self, i: int, x: str) -> str:
         """Router then experts (``MOE_NAMES`` gives the checkpoint names); each expert's gate/up projections are
         column-parallel and its down projection row-parallel, so under TP every rank holds a slice of every
-        expert and the experts' partial outputs are summed by one all-reduce, as a dense MLP's."""
+        expert and the experts' partial outputs are summed by one all-reduce, as a dense MLP's. A quantized
+        checkpoint's expert (and router, unless excluded) tensors follow each projection's weight in the op's
+        weights (:func:`~seesaw.ir.quant.quantized_linear`)."""
         c = self.cfg
         h, e, ffn = c.hidden_size, c.num_experts, c.moe_intermediate_size
         module, gate_name, up_name, down_name = MOE_NAMES[c.architecture]
         prefix = f"model.layers.{i}.{module}"
-        router_w = WeightSpec(f"{prefix}.gate.weight", (e, h), _R.REPLICATED)
-        router = self.add(f"layers.{i}.router", OpKind.ROUTER, "layer", (x,), layer=i, weights=(router_w,),
-                          hidden=h, experts=e, top_k=c.num_experts_per_tok, normalize=c.norm_topk_prob)
-        ws = []
+        q = c.quantization  # quantized_linear keeps a module the checkpoint leaves unquantized as it is
+        router_ws, router_dims = quantized_linear(q, f"{prefix}.gate",
+                                                  [WeightSpec(f"{prefix}.gate.weight", (e, h), _R.REPLICATED)])
+        router = self.add(f"layers.{i}.router", OpKind.ROUTER, "layer", (x,), layer=i, weights=tuple(router_ws),
+                          hidden=h, experts=e, top_k=c.num_experts_per_tok, normalize=c.norm_topk_prob,
+                          **{k: v for k, v in router_dims.items() if k == "gemm_dtype"})
+        ws, dims = [], {}
         for j in range(e):
             ex = f"{prefix}.experts.{j}"
-            ws += [WeightSpec(f"{ex}.{gate_name}.weight", (ffn, h), _R.COLUMN, 0),
-                   WeightSpec(f"{ex}.{up_name}.weight", (ffn, h), _R.COLUMN, 0),
-                   WeightSpec(f"{ex}.{down_name}.weight", (h, ffn), _R.ROW, 1)]
+            for proj, shape, rule, dim in ((gate_name, (ffn, h), _R.COLUMN, 0), (up_name, (ffn, h), _R.COLUMN, 0),
+                                           (down_name, (h, ffn), _R.ROW, 1)):
+                tensors, proj_dims = quantized_linear(q, f"{ex}.{proj}", [WeightSpec(f"{ex}.{proj}.weight", shape,
+                                                                                     rule, dim)])
+                ws += tensors
+                dims.update({k: v for k, v in proj_dims.items() if k == "gemm_dtype"})
         return self.add(f"layers.{i}.experts", OpKind.MOE_EXPERTS, "layer", (x, router), layer=i, weights=tuple(ws),
-                        hidden=h, experts=e, top_k=c.num_experts_per_tok, intermediate=ffn)
+                        hidden=h, experts=e, top_k=c.num_experts_per_tok, intermediate=ffn, **dims)
 
 
 #: Per mixture-of-experts architecture: the layer's MLP module and each expert's gate / up / down projection

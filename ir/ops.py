@@ -211,9 +211,9 @@ class Op:
         touched = experts_touched(self.dims["experts"], self.dims["top_k"], t)
         return t * self.dims["top_k"] / touched if touched else 0.0
 
-    def _expert_width(self, tp: int) -> int:
+    def _expert_width(self, tp: int) -> float:
         """This rank's share of one expert's FFN width (column-parallel gate/up, row-parallel down)."""
-        return self.weights[0].local_shape(tp)[0]
+        return self.dims["intermediate"] / tp
 
     # -- cost terms -------------------------------------------------------------------------------------
     def flops(self, shape: PassShape, tp: int = 1) -> float:

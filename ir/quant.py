@@ -348,8 +348,21 @@ def quant_tp_problem(cfg: Any, tp: int) -> str | None:
             "mlp.gate_proj": ("output", cfg.intermediate_size // tp),
             "mlp.up_proj": ("output", cfg.intermediate_size // tp),
             "mlp.down_proj": ("input", cfg.intermediate_size // tp)}
-    for proj in _PROJECTIONS:
-        if all(q.excludes(f"model.layers.{i}.{proj}") for i in range(cfg.num_hidden_layers)):
+    modules = {proj: [f"model.layers.{i}.{proj}" for i in range(cfg.num_hidden_layers)] for proj in _PROJECTIONS}
+    if cfg.is_moe:  # the experts' projections replace the dense MLP's (their width: moe_intermediate_size)
+        from seesaw.ir.graph import MOE_NAMES  # noqa: PLC0415 (graph imports this module)
+
+        module, gate, up, down = MOE_NAMES[cfg.architecture]
+        width = cfg.moe_intermediate_size // tp
+        for proj in ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+            modules.pop(proj)
+        for name, side in ((gate, "output"), (up, "output"), (down, "input")):
+            proj = f"{module}.experts.{name}"
+            cuts[proj] = (side, width)
+            modules[proj] = [f"model.layers.{i}.{module}.experts.{j}.{name}" for i in range(cfg.num_hidden_layers)
+                             for j in range(cfg.num_experts)]
+    for proj, names in modules.items():
+        if all(q.excludes(n) for n in names):
             continue
         side, size = cuts[proj]
         if q.block_size:

@@ -154,7 +154,9 @@ class PhaseProgram:
                 r.route = layers.route(r.h, gate, cfg.num_experts_per_tok, cfg.norm_topk_prob)
             return run
         if op == "moe_experts":
-            ws = [ctx.weights[n] for n in ins.weights]
+            # the projections' weights in expert order; a quantized checkpoint's scales (listed after each weight)
+            # were consumed when the weights were loaded dequantized and are not among the loaded tensors
+            ws = [ctx.weights[n] for n in ins.weights if n in ctx.weights]
             shards = [tuple(ws[i:i + 3]) for i in range(0, len(ws), 3)]  # (gate, up, down) per expert
 
             def run(r, b):

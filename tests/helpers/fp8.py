@@ -87,3 +87,32 @@ def write_fp8_checkpoint(root: str | Path, hf_config: dict[str, Any], fmt: str, 
         save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
         (folder / "config.json").write_text(json.dumps({**hf_config, **extra}, indent=1))
     return fp8_dir, plain_dir
+
+
+def write_fp8_moe_checkpoint(root: str | Path, hf_config: dict[str, Any], seed: int = 1) -> tuple[Path, Path]:
+    """``(fp8 folder, dequantized folder)`` for a random mixture-of-experts model of ``hf_config``: every attention
+    projection and expert projection block-wise e4m3 (blocks of 16, ``weight_scale_inv``), the router and lm head
+    kept (``modules_to_not_convert``). The tensors are taken as ``save_pretrained`` writes them (one per expert,
+    the checkpoint names), not from the in-memory model (transformers >= 5 fuses the experts there)."""
+    from safetensors.torch import load_file
+
+    root = Path(root)
+    quant_cfg = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [16, 16],
+                 "modules_to_not_convert": ["gate", "lm_head"]}
+    saved = root / "moe-saved"
+    build_random_model(hf_config, seed).save_pretrained(saved)
+    fp8, plain = {}, {}
+    for name, t in load_file(str(saved / "model.safetensors")).items():
+        t = t.float().contiguous()
+        if ".layers." in name and name.endswith(".weight") and t.dim() == 2 and not name.endswith("mlp.gate.weight"):
+            q, s = quantize(t, "block")
+            fp8[name], fp8[name[: -len("weight")] + "weight_scale_inv"] = q, s
+            plain[name] = dequantize(q, s, "block")
+        else:
+            fp8[name] = plain[name] = t
+    fp8_dir, plain_dir = root / "moe-fp8", root / "moe-plain"
+    for folder, tensors, extra in ((fp8_dir, fp8, {"quantization_config": quant_cfg}), (plain_dir, plain, {})):
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        (folder / "config.json").write_text(json.dumps({**hf_config, **extra}, indent=1))
+    return fp8_dir, plain_dir

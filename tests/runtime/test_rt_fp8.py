@@ -143,3 +143,20 @@ def test_int4_plans_are_refused_with_one_line(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "'awq' INT4 weights cannot run on seesaw-run yet" in lines[0], r.stderr
+
+
+def test_fp8_mixture_of_experts_matches_transformers_on_the_dequantized_weights(tmp_path):
+    """A block-wise FP8 Qwen3-MoE (experts and attention quantized, router kept): each rank dequantizes its
+    slices of every expert; the tokens equal transformers' on the dequantized weights, under tp2 and pp2->tp2."""
+    from helpers.checkpoints import QWEN3_MOE
+    from helpers.fp8 import write_fp8_moe_checkpoint
+
+    fp8, plain = write_fp8_moe_checkpoint(tmp_path, QWEN3_MOE)
+    plan = make_plan(fp8, "tp2", "tp2")
+    assert plan.model.fingerprint["quantization"]["block_size"] == [16, 16]
+    experts = next(i for i in plan.decode.rank_plan(0).program if i.op == "moe_experts")
+    assert any(w.endswith("experts.0.gate_proj.weight_scale_inv") for w in experts.weights)
+    prompts = _prompts(QWEN3_MOE["vocab_size"], seed=3)
+    want = _transformers_tokens(plain, prompts)
+    assert _engine_tokens(fp8, prompts, "tp2", "tp2", 0) == want
+    assert _engine_tokens(fp8, prompts, "pp2", "tp2", 4096) == want
