@@ -211,3 +211,24 @@ def test_shipped_fp8_llama_matches_its_bf16_twin_but_for_dtypes_and_scales():
     assert a == {w.name: w.shape for w in build_graph(L3).weights()}  # same tensors as transformers' bf16 model
     scales = [w for w in build_graph(fp8).weights() if w.name.endswith("_scale")]
     assert len(scales) == 80 * 7 * 2 and all(w.shape == (1,) for w in scales)
+
+
+def test_block_fp8_experts_keep_tp_within_whole_blocks():
+    """Qwen3-235B-A22B-FP8: the experts' 1,536 columns in 128-wide blocks allow TP 4 (384 each) but not 8 (192),
+    as vLLM refuses it; the experts carry their block scales and the router its own unless excluded."""
+    from seesaw.ir import build_graph, load_model_config  # noqa: PLC0415
+    from seesaw.ir.sharding import tp_problem  # noqa: PLC0415
+
+    cfg = load_model_config("qwen3-235b-a22b-fp8")
+    assert tp_problem(cfg, 4) is None
+    assert "cuts the 128-wide quantization blocks" in tp_problem(cfg, 8)
+    layer = build_graph(cfg).layer_ops(0)
+    experts = next(op for op in layer if op.kind.value == "moe_experts")
+    names = {w.name: w for w in experts.weights}
+    scale = names["model.layers.0.mlp.experts.5.down_proj.weight_scale_inv"]
+    assert scale.shape == (4096 // 128, 1536 // 128)
+    assert experts.dims.get("gemm_dtype") == "fp8"
+    fp8_bytes = experts.weight_bytes(1, 2)
+    bf16 = next(op for op in build_graph(load_model_config("qwen3-235b-a22b")).layer_ops(0)
+                if op.kind.value == "moe_experts")
+    assert fp8_bytes / bf16.weight_bytes(1, 2) == pytest.approx(0.5, rel=0.01)
