@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import queue
 import signal
-import threading
 import time
 from collections import deque
 
@@ -39,7 +38,7 @@ def _exit_text(code: int) -> str:
 class LocalWorkers:
     """Spawn ``cfg.world_size`` worker processes and wait until each has loaded its shards.
 
-    The workers start with SIGINT ignored (inherited, so from their first import on): a terminal's Ctrl-C
+    The workers start with SIGINT blocked (inherited, so from their first import on): a terminal's Ctrl-C
     reaches the whole process group, and a worker that stopped on its own could leave its peers blocked in
     a collective. The scheduler's process handles Ctrl-C and stops every worker (:meth:`close`).
     """
@@ -50,22 +49,23 @@ class LocalWorkers:
         self.commands = [ctx.Queue() for _ in range(cfg.world_size)]
         self.procs = [ctx.Process(target=worker_main, args=(r, cfg, self.commands[r], self.results), daemon=True)
                       for r in range(cfg.world_size)]
-        main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
-            for p in self.procs:
-                p.start()
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
+        # SIGINT blocked while the workers are started: each inherits the blocked mask (a Ctrl-C stays pending in
+        # a worker, never delivered), and one that reaches this process meanwhile is delivered when it is
+        # unblocked, so the launcher still stops (ignoring it here instead would lose the user's Ctrl-C)
         self.ready: dict[int, dict] = {}
         try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                for p in self.procs:
+                    p.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             while len(self.ready) < cfg.world_size:
                 msg = self.get(start_timeout_s)
                 if msg[0] == "ready":
                     self.ready[msg[1]] = msg[2]
         except BaseException:
-            self.close()
+            self.close(0.5)
             raise
 
     def send(self, ranks, cmd) -> None:
@@ -121,10 +121,11 @@ class LocalWorkers:
                 q.cancel_join_thread()
             except Exception:  # noqa: BLE001 (a broken queue must not stop the clean-up)
                 pass
+        started = [p for p in self.procs if p.pid is not None]  # an interrupted start may leave some unstarted
         deadline = time.monotonic() + wait_s
-        for p in self.procs:
+        for p in started:
             p.join(max(0.0, deadline - time.monotonic()))
-        for p in self.procs:
+        for p in started:
             if p.is_alive():
                 p.terminate()
                 p.join(2)
