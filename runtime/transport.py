@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import threading
 import time
 from collections import deque
 
@@ -49,17 +50,9 @@ class LocalWorkers:
         self.commands = [ctx.Queue() for _ in range(cfg.world_size)]
         self.procs = [ctx.Process(target=worker_main, args=(r, cfg, self.commands[r], self.results), daemon=True)
                       for r in range(cfg.world_size)]
-        # SIGINT blocked while the workers are started: each inherits the blocked mask (a Ctrl-C stays pending in
-        # a worker, never delivered), and one that reaches this process meanwhile is delivered when it is
-        # unblocked, so the launcher still stops (ignoring it here instead would lose the user's Ctrl-C)
         self.ready: dict[int, dict] = {}
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            try:
-                for p in self.procs:
-                    p.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            self._start()
             while len(self.ready) < cfg.world_size:
                 msg = self.get(start_timeout_s)
                 if msg[0] == "ready":
@@ -67,6 +60,26 @@ class LocalWorkers:
         except BaseException:
             self.close(0.5)
             raise
+
+    def _start(self) -> None:
+        """Start the worker processes with SIGINT blocked in this thread: each worker inherits the blocked mask (a
+        Ctrl-C stays pending there, never delivered). A Ctrl-C meanwhile is held, not acted on, until every
+        ``start()`` has returned (one interrupted half-way would leave a running process this object does not
+        know of), then raised as KeyboardInterrupt; ignoring it instead would lose the user's Ctrl-C. The hold
+        is a Python handler because another thread may take the signal and interrupt this one at once."""
+        held: list[int] = []
+        main = threading.current_thread() is threading.main_thread()  # only it may set handlers (and gets them)
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum)) if main else None
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for p in self.procs:
+                p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt
 
     def send(self, ranks, cmd) -> None:
         for r in ranks:
