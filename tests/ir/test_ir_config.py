@@ -9,7 +9,7 @@ from seesaw.ir import InputError, ModelConfig, list_examples, load_model_config
 EXAMPLES = [
     "llama-2-7b", "llama-2-13b", "llama-2-70b", "codellama-34b", "llama-3-8b", "llama-3-70b",
     "mistral-7b", "qwen2-7b", "SmolLM2-135M", "qwen3-8b", "llama-3-15b",
-    "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b", "qwen3-235b-a22b-fp8", "llama-3.1-70b-fp8",
+    "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b", "qwen3-235b-a22b-fp8", "llama-3.1-70b-fp8", "mixtral-8x7b-fp8",
 ]
 
 BASE = {
