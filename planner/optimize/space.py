@@ -67,6 +67,11 @@ class SearchSpace:
             return f"layout {layout}: tp={layout.tp} does not fit in a node of {gpn} GPUs"
         if layout.pp > cfg.num_hidden_layers:
             return f"layout {layout}: pp={layout.pp} exceeds the model's {cfg.num_hidden_layers} layers"
+        from seesaw.ir.sharding import tp_problem  # noqa: PLC0415
+
+        problem = tp_problem(cfg, layout.tp)
+        if problem is not None:  # the IR's own reason (heads, FFN width, KV heads, quantization blocks)
+            return f"layout {layout}: {problem}"
         return (f"layout {layout}: tp={layout.tp} must divide the attention heads ({cfg.num_attention_heads}), "
                 f"intermediate size ({cfg.intermediate_size}) and fit the KV heads ({cfg.num_key_value_heads})")
 

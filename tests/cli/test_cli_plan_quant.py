@@ -66,3 +66,14 @@ def test_emit_passes_the_fp8_kv_cache_and_names_the_fp8_checkpoint(capsys):
     code, out, err = run(capsys, "--model", "llama-3-8b", "--cluster", "2xH100-SXM", "--workload", WL,
                          "--no-simulate", "--static", "--prefill", "tp2", "--decode", "tp2", "--emit", "vllm")
     assert code == 0 and "--kv-cache-dtype" not in out
+
+
+def test_a_pinned_tp_that_cuts_fp8_blocks_is_refused_with_that_reason(capsys):
+    """Qwen3-235B-A22B-FP8 at tp8 would give each rank 192 of an expert's 1,536 columns, cutting its 128-wide
+    blocks: the refusal says so (not a generic heads/width rule that tp8 meets)."""
+    from seesaw.cli.plan import main  # noqa: PLC0415
+
+    code = main(["--model", "qwen3-235b-a22b-fp8", "--cluster", "8xH100-SXM", "--workload", "sharegpt:10",
+                 "--prefill", "tp8", "--static"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--prefill" in err[0] and "128-wide quantization blocks" in err[0]
