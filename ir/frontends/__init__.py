@@ -15,8 +15,9 @@ the check that the exported weights are exactly the IR's (:func:`check_weights`)
 :func:`~seesaw.ir.config.load_model_config` calls (:func:`load_with_frontend`). Every problem raises
 :class:`~seesaw.ir.errors.InputError` naming the file (or model), the module or weight, and the problem.
 
-Only dense models are read: a mixture-of-experts block is refused (transformers >= 5 stores the experts as fused
-3-D parameters whose names are not the checkpoint's; read such models from their ``config.json``).
+A mixture of experts (Mixtral, Qwen3-MoE) is read from transformers >= 5's modules: its fused 3-D expert
+parameters are renamed to the checkpoint's per-expert tensors (:func:`unfuse_experts`); top-k and renormalization
+change no shape and come with the other non-shape facts.
 """
 from __future__ import annotations
 
@@ -39,10 +40,14 @@ _ROLES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), r) for p, r i
     (r"model\.layers\.\d+\.(input|post_attention)_layernorm", "norm"),
     (r"model\.layers\.\d+\.mlp", "mlp"), (r"model\.layers\.\d+\.mlp\.(gate|up|down)_proj", "linear"),
     (r"model\.layers\.\d+\.mlp\.act_fn", "act"), (r"lm_head", "linear"),
+    # a mixture of experts as transformers >= 5 holds it: the router and the fused experts under ``mlp``
+    (r"model\.layers\.\d+\.mlp\.gate", "router"), (r"model\.layers\.\d+\.mlp\.experts", "experts"),
+    (r"model\.layers\.\d+\.mlp\.experts\.act_fn", "act"),
 ))
 #: Per role, the class names transformers / torch give such modules: a suffix (``LlamaRMSNorm``) or exact names.
-_CLASS_SUFFIX = {"causal_lm": "ForCausalLM", "model": "Model", "layer": "DecoderLayer", "attention": "Attention",
-                 "mlp": "MLP", "norm": "RMSNorm", "rotary": "RotaryEmbedding"}
+_CLASS_SUFFIX = {"causal_lm": ("ForCausalLM",), "model": ("Model",), "layer": ("DecoderLayer",),
+                 "attention": ("Attention",), "mlp": ("MLP", "SparseMoeBlock"), "norm": ("RMSNorm",),
+                 "rotary": ("RotaryEmbedding",), "router": ("TopKRouter",), "experts": ("Experts",)}
 _CLASS_EXACT = {"linear": ("Linear",), "embedding": ("Embedding",), "list": ("ModuleList",),
                 "act": ("SiLU", "SiLUActivation")}
 
@@ -53,8 +58,15 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
     "MistralForCausalLM": {"max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 10000.0},
     "Qwen2ForCausalLM": {"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0},
     "Qwen3ForCausalLM": {"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0},
+    "MixtralForCausalLM": {"max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 1e6,
+                           "num_experts_per_tok": 2},
+    "Qwen3MoeForCausalLM": {"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                            "num_experts_per_tok": 8, "norm_topk_prob": False, "intermediate_size": 6144},
 }
-NON_SHAPE_KEYS = ("max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_parameters")
+#: Facts no weight shape fixes: a mixture of experts' top-k and renormalization, and a Qwen3-MoE's dense MLP width
+#: (no layer uses it when every layer is a mixture).
+NON_SHAPE_KEYS = ("max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_parameters",
+                  "num_experts_per_tok", "norm_topk_prob")
 
 EMBED, LM_HEAD = "model.embed_tokens.weight", "lm_head.weight"
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
@@ -90,7 +102,7 @@ def check_module(rel_path: str, class_name: str | None, source: str) -> str:
     expected = _CLASS_EXACT.get(role)
     ok = short in expected if expected else short.endswith(_CLASS_SUFFIX[role])
     if not ok:
-        want = " or ".join(expected) if expected else f"a *{_CLASS_SUFFIX[role]}"
+        want = " or ".join(expected) if expected else " or ".join(f"a *{x}" for x in _CLASS_SUFFIX[role])
         raise InputError(where, f"{short} is a module the IR does not model (expected {want} here); the "
                          "frontends read dense decoders (Llama, Mistral, Qwen2, Qwen3) only", source)
     return role
@@ -110,7 +122,8 @@ def non_shape_facts(architecture: str, data: dict | None) -> dict[str, Any]:
     """``max_position_embeddings``, ``rms_norm_eps`` and the rope base from a ``config.json`` object ``data``,
     each missing one from :data:`HF_DEFAULTS` (transformers' defaults for ``architecture``)."""
     facts = dict(HF_DEFAULTS.get(architecture, HF_DEFAULTS["LlamaForCausalLM"]))
-    for key in NON_SHAPE_KEYS:
+    keys = NON_SHAPE_KEYS + (("intermediate_size",) if architecture == "Qwen3MoeForCausalLM" else ())
+    for key in keys:
         if data and data.get(key) is not None:
             facts[key] = data[key]
     if data and data.get("rope_theta") is None and isinstance(data.get("rope_parameters"), dict) \
@@ -140,6 +153,8 @@ def config_from_weights(weights: dict[str, tuple[int, ...]], *, architecture: st
     divide, an unsupported architecture or dtype, or weights that differ from the IR's.
     """
     vocab, hidden = _need(weights, EMBED, source)
+    moe = _moe_sizes(weights, architecture, facts, source)
+    weights = unfuse_experts(weights, architecture)
     layers = sorted({int(m.group(1)) for n in weights if (m := _LAYER.match(n))})
     if not layers or layers != list(range(len(layers))):
         raise InputError("model.layers", f"decoder layers numbered {layers[:8]}, expected 0..L-1", source)
@@ -152,14 +167,64 @@ def config_from_weights(weights: dict[str, tuple[int, ...]], *, architecture: st
                              source)
     data = {
         "architectures": [architecture], "hidden_size": hidden, "vocab_size": vocab,
-        "num_hidden_layers": len(layers), "intermediate_size": _need(weights, f"{mlp}.gate_proj.weight", source)[0],
+        "num_hidden_layers": len(layers),
+        **(moe or {"intermediate_size": _need(weights, f"{mlp}.gate_proj.weight", source)[0]}),
         "num_attention_heads": q_out // head_dim, "num_key_value_heads": k_out // head_dim, "head_dim": head_dim,
         "tie_word_embeddings": tied, "attention_bias": f"{attn}.o_proj.bias" in weights,
-        "mlp_bias": f"{mlp}.gate_proj.bias" in weights, "torch_dtype": dtype, **facts,
+        "mlp_bias": f"{mlp}.gate_proj.bias" in weights, "torch_dtype": dtype,
+        **facts, **(moe or {}),
     }
     cfg = ModelConfig.from_hf_dict(data, name=name, source=source)
     check_weights(cfg, weights, source)
     return cfg
+
+
+_FUSED = re.compile(r"^model\.layers\.(\d+)\.mlp\.(experts\.gate_up_proj|experts\.down_proj|gate\.weight)$")
+
+
+def unfuse_experts(weights: dict[str, tuple[int, ...]], architecture: str) -> dict[str, tuple[int, ...]]:
+    """``weights`` with a mixture of experts as transformers >= 5 holds it in memory (``mlp.gate.weight [E,
+    hidden]``, ``mlp.experts.gate_up_proj [E, 2 * ffn, hidden]``, ``mlp.experts.down_proj [E, hidden, ffn]``)
+    renamed to the checkpoint's tensors (one gate, up and down projection per expert, under the architecture's
+    MoE module: :data:`~seesaw.ir.graph.MOE_NAMES`); other weights unchanged."""
+    from seesaw.ir.graph import MOE_NAMES  # noqa: PLC0415 (graph imports config, as this module does)
+
+    if architecture not in MOE_NAMES:
+        return weights
+    module, gate, up, down = MOE_NAMES[architecture]
+    out = {}
+    for wname, shape in weights.items():
+        m = _FUSED.match(wname)
+        if m is None:
+            out[wname] = shape
+            continue
+        prefix = f"model.layers.{m.group(1)}.{module}"
+        if m.group(2) == "gate.weight":
+            out[f"{prefix}.gate.weight"] = shape
+        elif m.group(2) == "experts.gate_up_proj":
+            for j in range(shape[0]):
+                out[f"{prefix}.experts.{j}.{gate}.weight"] = (shape[1] // 2, shape[2])
+                out[f"{prefix}.experts.{j}.{up}.weight"] = (shape[1] // 2, shape[2])
+        else:
+            for j in range(shape[0]):
+                out[f"{prefix}.experts.{j}.{down}.weight"] = (shape[1], shape[2])
+    return out
+
+
+def _moe_sizes(weights: dict[str, tuple[int, ...]], architecture: str, facts: dict[str, Any],
+               source: str) -> dict[str, Any] | None:
+    """A mixture of experts' config fields from layer 0's fused experts (None for a dense export): the expert
+    count and width from ``experts.down_proj [E, hidden, ffn]``, top-k and renormalization from ``facts``."""
+    down = weights.get("model.layers.0.mlp.experts.down_proj")
+    if down is None:
+        return None
+    experts, _, width = down
+    if architecture == "MixtralForCausalLM":
+        sizes = {"num_local_experts": experts, "intermediate_size": width}
+    else:
+        sizes = {"num_experts": experts, "moe_intermediate_size": width, "intermediate_size": facts["intermediate_size"]}
+    return {**sizes, "num_experts_per_tok": facts["num_experts_per_tok"],
+            **({"norm_topk_prob": facts["norm_topk_prob"]} if "norm_topk_prob" in facts else {})}
 
 
 def check_weights(cfg: ModelConfig, weights: dict[str, tuple[int, ...]], source: str) -> None:
