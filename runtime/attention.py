@@ -51,7 +51,7 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            contexts: list[tuple[int, int] | torch.Tensor], scale: float) -> torch.Tensor:
     """Decode attention straight from the paged cache, one sequence at a time (no padding).
 
-    ``k_cache, v_cache [slots, heads_kv, d]``; ``contexts[i]`` is either ``(first_slot, length)`` when the
+    ``k_cache, v_cache [slots, heads_kv, d]`` (in the compute dtype, or FP8, read up-cast); ``contexts[i]`` is either ``(first_slot, length)`` when the
     sequence's slots are one contiguous range (read as a view, no copy) or a tensor of its slots (gathered
     with ``index_select``). Returns ``[B, heads_q, d]``.
     """
@@ -62,6 +62,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
             k, v = k_cache[c[0]:c[0] + c[1]], v_cache[c[0]:c[0] + c[1]]
         else:
             k, v = torch.index_select(k_cache, 0, c), torch.index_select(v_cache, 0, c)
+        if k.dtype != q.dtype:  # an FP8 cache: attention runs in the compute dtype
+            k, v = k.to(q.dtype), v.to(q.dtype)
         out[i] = F.scaled_dot_product_attention(q[i, None, :, None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
                                                 scale=scale, enable_gqa=gqa)[0, :, 0]
     return out

@@ -48,6 +48,10 @@ class RunMetrics:
         d["requests_per_s"] = self.requests / self.wall_s if self.wall_s else 0.0
         return d
 
+#: The plan's ``kv_cache_dtype`` (``--kv-cache-dtype``) -> the torch dtype the KV cache and host buffer store:
+#: e4m3 / e5m2 values with scale 1 (vLLM's default without calibrated KV scales), up-cast for attention.
+KV_DTYPES = {"fp8_e4m3": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
+
 
 def _use_cuda(plan: ExecutionPlan, device: str | None) -> bool:
     """Whether the workers run on CUDA: ``device`` when given (raises InputError for ``cuda`` where torch sees
@@ -105,7 +109,7 @@ def check_host_memory(plan: ExecutionPlan, gpu_pages: int, buffer_tokens: int, d
     element = torch.empty((), dtype=getattr(torch, dtype)).element_size()
     scale = element / max(1, fp.get("dtype_bytes", 2))
     dp = plan.prefill.layout.dp
-    per_token = plan.kv.kv_bytes_per_token * (element if fp.get("kv_cache_dtype") else scale)
+    per_token = plan.kv.kv_bytes_per_token * (1 if fp.get("kv_cache_dtype") else scale)  # FP8 KV: 1 B, stored so
     kv = gpu_pages * plan.kv.page_size_tokens * per_token * dp
     buf = buffer_tokens * per_token * dp
     weights = plan.model.num_parameters * element if fp.get("quantization") else plan.model.weight_bytes * scale
@@ -163,6 +167,7 @@ class Engine:
         self.buffer_tokens = buf if self.use_buffer else 0
         if not self.cuda:
             check_host_memory(plan, self.gpu_pages, self.buffer_tokens, self.dtype)
+        self.kv_dtype = KV_DTYPES.get(plan.model.fingerprint.get("kv_cache_dtype"))  # None: the compute dtype
         self._tmp = tempfile.mkdtemp(prefix="seesaw-run-")
         self._shm = None  # folder of the host buffer's backing file when the engine makes one
         self.host = None
@@ -173,7 +178,7 @@ class Engine:
                 host_buffer_path = os.path.join(self._shm, "host_kv_buffer")
             self.host = HostKVBuffer.create(host_buffer_path, fp["num_hidden_layers"],
                                             fp["num_key_value_heads"], self.buffer_tokens * self.dp, fp["head_dim"],
-                                            getattr(torch, self.dtype))
+                                            getattr(torch, self.kv_dtype or self.dtype))
             if not self.cuda:
                 self.host.prefault()
         self.worker_config = cfg = WorkerConfig(plan_json=plan.model_dump_json(), checkpoint=str(checkpoint),
@@ -181,7 +186,8 @@ class Engine:
                            device="cuda" if self.cuda else "cpu", dtype=self.dtype, gpu_pages=self.gpu_pages,
                            host_buffer=self.host.spec() if self.host else None,
                            collective_timeout_s=collective_timeout_s,
-                           prefault_pages=0 if self.cuda else self.prefault_pages, time_ops=time_ops)
+                           prefault_pages=0 if self.cuda else self.prefault_pages, time_ops=time_ops,
+                           kv_dtype=self.kv_dtype)
         try:
             self.workers = (workers_factory or (lambda c: LocalWorkers(c, start_timeout_s)))(cfg)
         except BaseException:

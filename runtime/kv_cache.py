@@ -60,12 +60,13 @@ class PagedKVCache:
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store ``k, v [T, kv_heads_local, head_dim]`` at ``slots [T]``."""
         i = layer - self.start
-        self.k[i][slots] = k
-        self.v[i][slots] = v
+        self.k[i][slots] = k.to(self.k[i].dtype)  # an FP8 cache stores e4m3 / e5m2 values (scale 1, as vLLM's default)
+        self.v[i][slots] = v.to(self.v[i].dtype)
 
 
 class HostKVBuffer:
-    """The shared host buffer ``[layers, 2, kv_heads, tokens, head_dim]`` (float32 or the model dtype).
+    """The shared host buffer ``[layers, 2, kv_heads, tokens, head_dim]`` (the compute dtype, or FP8 for an FP8 KV
+    cache).
 
     Backed by a file (``path``) that the scheduler creates and every worker maps with
     ``torch.from_file(shared=True)``, so writes by prefill ranks are visible to decode ranks.

@@ -45,6 +45,7 @@ class WorkerConfig:
     collective_timeout_s: float = 60.0
     prefault_pages: int = 0  # CPU: device KV pages to fault in at start-up (PagedKVCache.prefault)
     time_ops: bool = False  # time every instruction of every forward pass (PhaseProgram.op_times)
+    kv_dtype: str | None = None  # the KV cache's torch dtype name when not the compute dtype (an FP8 cache)
 
 
 def _load_shards(ckpt: Checkpoint, phase: PhasePlan, rank: int, dtype: torch.dtype, cache: dict,
@@ -96,8 +97,9 @@ class Worker:
         k_name = next((n for n in dec.weight_shards if n.endswith("self_attn.k_proj.weight")), None)
         k_sl = dec.weight_shards.get(k_name) if k_name else None
         kv_heads = (k_sl.stop - k_sl.start) // self.cfg.head_dim if k_sl else self.cfg.num_key_value_heads
+        kv_dtype = getattr(torch, cfg.kv_dtype) if cfg.kv_dtype else self.dtype
         self.kv = PagedKVCache(tuple(dec.layers), kv_heads, self.cfg.head_dim, cfg.gpu_pages,
-                               self.plan.kv.page_size_tokens, self.dtype, self.device)
+                               self.plan.kv.page_size_tokens, kv_dtype, self.device)
         self.kv.prefault(cfg.prefault_pages)
         self.host = HostKVBuffer(**cfg.host_buffer) if cfg.host_buffer else None
         self.stats = {"kv_swap_out_bytes": 0, "kv_swap_in_bytes": 0, "transition_bytes": 0}
@@ -181,7 +183,7 @@ class Worker:
             idx = slot_table([pages], [length], self.plan.kv.page_size_tokens, self.device)[0]
             for layer in range(*dec.layers):
                 k, v = self.host.read(layer, heads, start, length)
-                self.kv.write(layer, idx, k.to(self.device, self.dtype), v.to(self.device, self.dtype))
+                self.kv.write(layer, idx, k.to(self.device), v.to(self.device))  # the cache's dtype: write casts
                 self.stats["kv_swap_in_bytes"] += 2 * k.numel() * k.element_size()
 
 

@@ -160,3 +160,29 @@ def test_fp8_mixture_of_experts_matches_transformers_on_the_dequantized_weights(
     want = _transformers_tokens(plain, prompts)
     assert _engine_tokens(fp8, prompts, "tp2", "tp2", 0) == want
     assert _engine_tokens(fp8, prompts, "pp2", "tp2", 4096) == want
+
+
+def _engine_logits(folder, prompts, prefill, decode, buffer, kv_cache_dtype=None):
+    plan = make_plan(folder, prefill, decode, host_buffer_tokens=buffer)
+    if kv_cache_dtype:  # as `seesaw-plan --kv-cache-dtype fp8` writes it into the plan's fingerprint
+        plan.model.fingerprint["kv_cache_dtype"] = kv_cache_dtype
+    with Engine(plan, str(folder), keep_logits=True) as eng:
+        seqs = [Sequence(i, list(p), NEW_TOKENS, ignore_eos=True) for i, p in enumerate(prompts)]
+        eng.generate(seqs, eos_ids=set())
+        return [torch.stack(eng.logits[i]) for i in range(len(prompts))]
+
+
+@pytest.mark.parametrize("prefill, decode, buffer", [("tp2", "tp2", 0), ("pp2", "tp2", 4096)])
+def test_fp8_kv_cache_stores_e4m3_and_stays_close(tmp_path, prefill, decode, buffer):
+    """With an FP8 KV cache the device pages and the host buffer hold e4m3 values (scale 1): the decode logits
+    move off the exact run's (the cache really is quantized) but stay within e4m3's rounding of them."""
+    from helpers.checkpoints import write_random_checkpoint
+
+    folder = write_random_checkpoint(tmp_path / "llama", LLAMA_GQA, seed=1)
+    prompts = _prompts(LLAMA_GQA["vocab_size"], seed=5)
+    exact = _engine_logits(folder, prompts, prefill, decode, buffer)
+    fp8 = _engine_logits(folder, prompts, prefill, decode, buffer, kv_cache_dtype="fp8_e4m3")
+    # the first decode step (the same input token in both runs; later steps may follow other tokens)
+    diffs = [float((a[1] - b[1]).abs().max() / b[1].abs().max()) for a, b in zip(fp8, exact)]
+    assert 1e-6 < max(diffs) < 0.05, diffs
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(fp8, exact))  # the first token comes from prefill alone
