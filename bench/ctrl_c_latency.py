@@ -20,27 +20,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 
 def _tree(pid: int) -> list[int]:
-    kids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(d))
-    return kids + [g for k in kids for g in _tree(k)]
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _alive(pids) -> list[int]:
     out = []
     for p in pids:
         try:
-            if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
                 out.append(p)
-        except OSError:
+        except psutil.NoSuchProcess:
             pass
     return out
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from helpers.checkpoints import LLAMA_GQA, QWEN2_TIED, write_random_checkpoint
@@ -39,28 +40,22 @@ def _run(args, **kw) -> subprocess.CompletedProcess:
 
 
 def _children(pid: int) -> list[int]:
-    """All descendants of ``pid`` (from /proc)."""
-    kids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(d))
-    return kids + [g for k in kids for g in _children(k)]
+    """All descendants of ``pid`` (psutil)."""
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie counts as gone)."""
     out = []
     for p in pids:
         try:
-            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.append(p)
+            if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
     return out
 
 
