@@ -11,7 +11,7 @@ GB = 1e9
 
 def _layout(p: PhaseLayout) -> str:
     lay = p.layout
-    return f"dp={lay.dp} tp={lay.tp} pp={lay.pp}"
+    return f"dp={lay.dp} tp={lay.tp} pp={lay.pp}" + (f" ep={lay.ep}" if lay.ep > 1 else "")
 
 
 def _stages(p: PhaseLayout) -> str:

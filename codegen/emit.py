@@ -61,7 +61,8 @@ def check_engine(name: str, field: str = "--engine") -> str:
 
 
 def _layout(spec: LayoutSpec | Any) -> str:
-    return f"dp={spec.dp} tp={spec.tp} pp={spec.pp}"
+    ep = getattr(spec, "ep", 1)
+    return f"dp={spec.dp} tp={spec.tp} pp={spec.pp}" + (f" ep={ep}" if ep > 1 else "")
 
 
 def _rate(tokens_per_s: float) -> str:
@@ -108,7 +109,7 @@ def _static_target(plan: ExecutionPlan) -> tuple[LayoutSpec | None, dict[str, An
     s, bs = plan.summary, plan.summary.best_static
     if s.static:
         lay = plan.prefill.layout
-        if bs is not None and (bs.dp, bs.tp, bs.pp) == (lay.dp, lay.tp, lay.pp):
+        if bs is not None and (bs.dp, bs.tp, bs.pp, bs.ep) == (lay.dp, lay.tp, lay.pp, lay.ep):
             knobs = {"max_num_seqs": bs.max_num_seqs, "max_num_batched_tokens": bs.max_num_batched_tokens,
                      "memory_fraction": bs.gpu_memory_utilization}
             return lay, knobs, bs.engine, s.predicted_tokens_per_s
@@ -119,7 +120,7 @@ def _static_target(plan: ExecutionPlan) -> tuple[LayoutSpec | None, dict[str, An
         return None, {}, None, None
     knobs = {"max_num_seqs": bs.max_num_seqs, "max_num_batched_tokens": bs.max_num_batched_tokens,
              "memory_fraction": bs.gpu_memory_utilization}
-    return LayoutSpec(dp=bs.dp, tp=bs.tp, pp=bs.pp), knobs, bs.engine, bs.predicted_tokens_per_s
+    return LayoutSpec(dp=bs.dp, tp=bs.tp, pp=bs.pp, ep=bs.ep), knobs, bs.engine, bs.predicted_tokens_per_s
 
 
 def _engine_spec(name: str | None):
@@ -180,7 +181,11 @@ def _tuned_knobs(plan: ExecutionPlan, engine: str, lay: LayoutSpec, tuned: dict[
                  context: int | None) -> tuple[dict[str, Any], list[str]]:
     """The layout's and tuned knobs as ``engine``'s flags take them, and notes on how they were mapped."""
     table, spec = load_engine_flags()[engine], _engine_spec(tuned_for)
+    ep = getattr(lay, "ep", 1)
     knobs: dict[str, Any] = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, **tuned,
+                             "ep": ep if ep > 1 else None, "expert_parallel": ep > 1,
+                             "ep_partial": ep if 1 < ep < lay.tp else None,  # experts also TP-split inside a group
+                             "ep_with_dp": lay.dp if ep > 1 and lay.dp > 1 else None,
                              "kv_cache_dtype": plan.model.fingerprint.get("kv_cache_dtype")}  # None: auto
     notes = []
     theirs = spec.memory_fraction_of if spec is not None else None

@@ -11,6 +11,10 @@ Process groups (ids per phase, created by every rank in id order):
   ``dp_rank * pp + pp_rank``, ranks in ``tp_rank`` order;
 * then PP groups, when ``pp > 1``: one per ``(dp_rank, tp_rank)``, ranks in ``pp_rank`` order.
 
+Under expert parallelism (``ep > 1``) a rank's shard map and its ``moe_experts`` instructions list only the
+experts its expert group holds (:func:`seesaw.ir.sharding.expert_range`); the one all-reduce after the experts
+over the TP group sums every group's part, so no other group is needed.
+
 No DP groups are emitted: inference replicas never communicate. Collectives carry the rank's TP group;
 send/recv use global ranks (``peer``), the same ``dp_rank`` and ``tp_rank`` on the neighbouring stage.
 """
@@ -88,6 +92,12 @@ def _stage_weights(ops: list[Op]) -> list[WeightSpec]:
     return list(seen.values())
 
 
+def _held(weight: WeightSpec, tp_rank: int, tp: int) -> bool:
+    """Whether rank ``tp_rank`` holds any of ``weight`` (an expert's tensor only in its expert group)."""
+    rng = shard_range(weight, tp_rank, tp)
+    return rng is None or rng[2] > rng[1]
+
+
 def _shard(weight: WeightSpec, tp_rank: int, tp: int) -> ShardSlice | None:
     rng = shard_range(weight, tp_rank, tp)
     if rng is None:
@@ -99,6 +109,7 @@ def _shard(weight: WeightSpec, tp_rank: int, tp: int) -> ShardSlice | None:
 
 
 def _instruction(op: Op, layout: Layout, dp_rank: int, tp_rank: int, tp_group: int | None) -> Instruction:
+    """One rank's instruction for ``op``; a mixture of experts' lists only the expert tensors the rank holds."""
     kind = op.kind
     group = peer = None
     if kind in (OpKind.ALL_REDUCE, OpKind.ALL_GATHER):
@@ -107,8 +118,9 @@ def _instruction(op: Op, layout: Layout, dp_rank: int, tp_rank: int, tp_group: i
         peer = layout.rank(dp_rank, op.dims["dst_stage"], tp_rank)
     elif kind is OpKind.RECV:
         peer = layout.rank(dp_rank, op.dims["src_stage"], tp_rank)
+    weights = op.weights if layout.ep == 1 else [w for w in op.weights if _held(w, tp_rank, layout.tp)]
     return Instruction(op=kind.value, name=op.name, layer=op.layer, group=group, peer=peer,
-                       weights=[w.name for w in op.weights])
+                       weights=[w.name for w in weights])
 
 
 #: A phase of more ranks than this lists only DP replica 0's ranks (``ranks_listed: "first-replica"``; the
@@ -144,10 +156,11 @@ def build_phase_plan(cfg: ModelConfig, phase: PhaseLayout, field: str = "phase",
         program = [_instruction(op, layout, dp_rank, tp_rank, tp_group) for op in stage_ops[pp_rank]]
         if pp_rank == last:
             program.append(sample)
-        shards = {w.name: _shard(w, tp_rank, layout.tp) for w in stage_weights[pp_rank]}
+        shards = {w.name: _shard(w, tp_rank, layout.tp) for w in stage_weights[pp_rank]
+                  if layout.ep == 1 or _held(w, tp_rank, layout.tp)}
         ranks.append(RankPlan(rank=rank, dp_rank=dp_rank, pp_rank=pp_rank, tp_rank=tp_rank,
                               layers=stages[pp_rank], weight_shards=shards, program=program))
-    return PhasePlan(layout=LayoutSpec(dp=layout.dp, tp=layout.tp, pp=layout.pp),
+    return PhasePlan(layout=_layout_spec(layout),
                      stage_layers=stages, process_groups=process_groups(layout), ranks=ranks,
                      ranks_listed="all" if list_all else "first-replica")
 
@@ -166,7 +179,7 @@ def _as_dict(obj: Any, method: str, what: str) -> dict[str, Any]:
 
 
 def _layout_spec(layout: Layout) -> LayoutSpec:
-    return LayoutSpec(dp=layout.dp, tp=layout.tp, pp=layout.pp)
+    return LayoutSpec(dp=layout.dp, tp=layout.tp, pp=layout.pp, ep=layout.ep)
 
 
 def _prediction(pred: Prediction) -> PredictionPlan:
@@ -198,7 +211,7 @@ def build_summary(plan: SeesawPlan, pred: PredictionPlan) -> Summary:
     best = speedup = None
     if bs is not None:
         lay = bs.phase.layout
-        best = BestStatic(dp=lay.dp, tp=lay.tp, pp=lay.pp, predicted_tokens_per_s=bs.prediction.tokens_per_s,
+        best = BestStatic(dp=lay.dp, tp=lay.tp, pp=lay.pp, ep=lay.ep, predicted_tokens_per_s=bs.prediction.tokens_per_s,
                           engine=bs.engine, max_num_seqs=bs.decode_max_seqs, max_num_batched_tokens=bs.max_batched_tokens,
                           gpu_memory_utilization=bs.gpu_memory_utilization)
         if bs.prediction.tokens_per_s > 0:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
 
 from seesaw.ir.layout import Layout
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """Version of the plan format written by this code; readers refuse a newer major/minor version."""
 
 HOST_BUFFER_LAYOUT = "[layers, 2, kv_heads, tokens, head_dim]"
@@ -49,15 +49,23 @@ class _Strict(BaseModel):
 
 
 class LayoutSpec(_Strict):
-    """A phase's parallel layout ``(dp, tp, pp)``; ``dp*tp*pp`` is the number of GPUs."""
+    """A phase's parallel layout ``(dp, tp, pp)``; ``dp*tp*pp`` is the number of GPUs. ``ep`` (a divisor of
+    ``tp``, 1 when absent): the expert groups each TP group splits a mixture of experts' experts over
+    (:mod:`seesaw.ir.layout`)."""
 
     dp: int = Field(ge=1)
     tp: int = Field(ge=1)
     pp: int = Field(ge=1)
+    ep: int = Field(default=1, ge=1)
+
+    @property
+    def layout(self) -> Layout:
+        """The :class:`~seesaw.ir.layout.Layout` this spec writes (ValueError when ``ep`` does not divide ``tp``)."""
+        return Layout(self.dp, self.tp, self.pp, self.ep)
 
     def __str__(self) -> str:
-        """The layout's name, as the planner writes it (``pp2``, ``dp2tp4``)."""
-        return str(Layout(self.dp, self.tp, self.pp))
+        """The layout's name, as the planner writes it (``pp2``, ``dp2tp4``, ``tp8ep8``)."""
+        return str(self.layout)
 
 
 class ProcessGroup(_Strict):
@@ -234,6 +242,7 @@ class BestStatic(_Strict):
     dp: int = Field(ge=1)
     tp: int = Field(ge=1)
     pp: int = Field(ge=1)
+    ep: int = Field(default=1, ge=1)
     predicted_tokens_per_s: float
     engine: str = "vllm"
     max_num_seqs: int | None = None

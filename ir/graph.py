@@ -23,6 +23,7 @@ tensors it stores (FP8 or packed INT4 weights, scales, zero points: :func:`~sees
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import networkx as nx
 
@@ -196,7 +197,7 @@ class _Builder:
                                            (down_name, (h, ffn), _R.ROW, 1)):
                 tensors, proj_dims = quantized_linear(q, f"{ex}.{proj}", [WeightSpec(f"{ex}.{proj}.weight", shape,
                                                                                      rule, dim)])
-                ws += tensors
+                ws += [replace(t, expert=j, experts=e) for t in tensors]
                 dims.update({k: v for k, v in proj_dims.items() if k == "gemm_dtype"})
         return self.add(f"layers.{i}.experts", OpKind.MOE_EXPERTS, "layer", (x, router), layer=i, weights=tuple(ws),
                         hidden=h, experts=e, top_k=c.num_experts_per_tok, intermediate=ffn, **dims)

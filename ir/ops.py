@@ -71,7 +71,10 @@ class WeightSpec:
     replicated; a quantized checkpoint's ``[in, out]``-oriented tensors split the other one). ``unit`` is the
     indivisible block along ``shard_dim`` in rows: ``head_dim`` for kv_head weights and biases, else 1.
     ``dtype``: the stored dtype (:data:`DTYPE_BYTES`) of a tensor not in the model's compute dtype (quantized
-    weights, their scales and zero points), else None.
+    weights, their scales and zero points), else None. A mixture of experts' tensors name their ``expert``
+    (index) of ``experts``; ``ep`` is the expert-parallel degree the graph was lowered for (set by
+    :func:`~seesaw.ir.passes.apply_tp`): with ``ep > 1`` only one expert group of a TP group holds the tensor,
+    split over that group's ``tp / ep`` ranks (:func:`~seesaw.ir.sharding.shard_range`).
     """
 
     name: str
@@ -80,6 +83,9 @@ class WeightSpec:
     shard_dim: int = 0
     unit: int = 1
     dtype: str | None = None
+    expert: int | None = None
+    experts: int = 0
+    ep: int = 1
 
     @property
     def numel(self) -> int:
@@ -87,7 +93,8 @@ class WeightSpec:
         return math.prod(self.shape)
 
     def local_shape(self, tp: int, tp_rank: int = 0) -> tuple[int, ...]:
-        """Shape of ``tp_rank``'s shard (rank 0 holds the largest shard under every rule)."""
+        """Shape of ``tp_rank``'s shard (rank 0 holds the largest shard under every rule; an expert's tensor
+        that ``tp_rank``'s expert group does not hold has size 0 along its ``shard_dim``)."""
         from seesaw.ir.sharding import shard_range  # sharding imports this module
 
         rng = shard_range(self, tp_rank, tp)
@@ -212,8 +219,13 @@ class Op:
         return t * self.dims["top_k"] / touched if touched else 0.0
 
     def _expert_width(self, tp: int) -> float:
-        """This rank's share of one expert's FFN width (column-parallel gate/up, row-parallel down)."""
-        return self.dims["intermediate"] / tp
+        """This rank's share of one expert's FFN width (column-parallel gate/up, row-parallel down): ``ffn / tp``,
+        ``ffn / (tp / ep)`` under ``ep``-way expert parallelism."""
+        return self.dims["intermediate"] * self.dims.get("ep", 1) / tp
+
+    def _expert_groups(self) -> int:
+        """``ep``: the expert groups the experts are split over (1 without expert parallelism)."""
+        return self.dims.get("ep", 1)
 
     # -- cost terms -------------------------------------------------------------------------------------
     def flops(self, shape: PassShape, tp: int = 1) -> float:
@@ -221,12 +233,14 @@ class Op:
 
         moe_experts: each of the ``tokens * top_k`` (token, expert) pairs runs the expert's three projections
         (``2 * 3 * hidden * ffn / tp``), its SiLU-and-multiply (5 per element) and the weighted combine
-        (2 per hidden element); router: ``2 * tokens * hidden * experts`` plus softmax and top-k (~5 per logit).
+        (2 per hidden element); under ``ep``-way expert parallelism a rank runs ``1 / ep`` of the pairs (balanced
+        routing: the cost model charges the busiest group's excess) at width ``ffn / (tp / ep)``; router:
+        ``2 * tokens * hidden * experts`` plus softmax and top-k (~5 per logit).
         """
         t = self.tokens(shape)
         k, d = self.kind, self.dims
         if k is OpKind.MOE_EXPERTS:
-            pairs, ffn = t * d["top_k"], self._expert_width(tp)
+            pairs, ffn = t * d["top_k"] / self._expert_groups(), self._expert_width(tp)
             return pairs * (6.0 * d["hidden"] * ffn + 5.0 * ffn + 2.0 * d["hidden"])
         if k is OpKind.ROUTER:
             return t * d["experts"] * (2.0 * d["hidden"] + 5.0)
@@ -259,10 +273,11 @@ class Op:
         t = self.tokens(shape)
         k, d, b = self.kind, self.dims, dtype_bytes
         if k is OpKind.MOE_EXPERTS:  # only the experts the batch routes to are read (experts_touched)
-            per_expert = self.weight_bytes(tp, b) / d["experts"]
-            pairs, ffn = t * d["top_k"], self._expert_width(tp)
+            ep = self._expert_groups()  # a rank holds and reads 1/ep of the experts (whole or tp/ep-way split)
+            per_expert = self.weight_bytes(tp, b) / (d["experts"] / ep)
+            pairs, ffn = t * d["top_k"] / ep, self._expert_width(tp)
             acts = t * d["hidden"] + pairs * (2 * d["hidden"] + 3 * ffn)  # input, gathered rows, gate/up/act, out
-            return experts_touched(d["experts"], d["top_k"], t) * per_expert + float(acts * b)
+            return experts_touched(d["experts"], d["top_k"], t) / ep * per_expert + float(acts * b)
         if k is OpKind.ROUTER:
             return self.weight_bytes(tp, b) + float(t * (d["hidden"] + d["experts"]) * b)
         if k is OpKind.LINEAR:

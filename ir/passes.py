@@ -13,6 +13,7 @@ op comes right after the op that produces its input.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import networkx as nx
 
@@ -30,21 +31,32 @@ def _needs_all_reduce(op: Op) -> bool:
     return op.kind is OpKind.LINEAR and op.weights[0].shard is ShardRule.ROW
 
 
-def apply_tp(graph: ModelGraph, tp: int) -> ModelGraph:
-    """A copy of ``graph`` for ``tp``-way tensor parallelism; every node gets attribute ``tp``.
+def _with_ep(op: Op, ep: int) -> Op:
+    """A mixture of experts' op with its expert tensors marked ``ep``-way expert parallel (``dims["ep"]``)."""
+    weights = tuple(replace(w, ep=ep) if w.expert is not None else w for w in op.weights)
+    return replace(op, weights=weights, dims={**op.dims, "ep": ep})
 
-    With ``tp == 1`` no collectives are inserted. Raises :class:`InputError` (field ``tp``) when
-    :func:`check_tp` rejects ``tp`` or the graph already has TP applied.
+
+def apply_tp(graph: ModelGraph, tp: int, ep: int = 1) -> ModelGraph:
+    """A copy of ``graph`` for ``tp``-way tensor parallelism, the experts of a mixture of experts split over
+    ``ep`` expert groups of each TP group (:mod:`seesaw.ir.layout`); every node gets attributes ``tp`` and ``ep``.
+
+    With ``tp == 1`` no collectives are inserted; expert parallelism keeps the one all-reduce after the experts
+    (each rank sums its experts' outputs; vLLM's expert parallelism without data-parallel attention does the
+    same). Raises :class:`InputError` (field ``tp`` or ``ep``) when :func:`check_tp` rejects the degrees or the
+    graph already has TP applied.
     """
     if "tp" in graph.g.graph:
         raise InputError("tp", "tensor parallelism is already applied to this graph")
-    check_tp(graph.cfg, tp)
+    check_tp(graph.cfg, tp, ep)
     old, new = graph.g, nx.DiGraph()
-    new.graph.update(old.graph, tp=tp)
+    new.graph.update(old.graph, tp=tp, ep=ep)
     redirect: dict[str, str] = {}
     for name, data in old.nodes(data=True):
-        new.add_node(name, **data, tp=tp)
         op: Op = data["op"]
+        if op.kind is OpKind.MOE_EXPERTS and ep > 1:
+            op = _with_ep(op, ep)
+        new.add_node(name, **{**data, "op": op}, tp=tp, ep=ep)
         if tp == 1:
             continue
         if _needs_all_reduce(op):
@@ -173,7 +185,8 @@ def stage_ops(graph: ModelGraph, stage: int) -> list:
 
 def lower(cfg: ModelConfig, layout: Layout,
           stage_layers: Sequence[tuple[int, int]] | None = None) -> ModelGraph:
-    """Build ``cfg``'s graph and apply ``layout.tp`` tensor and ``layout.pp`` pipeline parallelism.
+    """Build ``cfg``'s graph and apply ``layout.tp`` tensor (``layout.ep`` expert) and ``layout.pp`` pipeline
+    parallelism.
 
     ``stage_layers`` defaults to :func:`even_partition`; when given it must have ``layout.pp`` stages.
     Data parallelism replicates the graph and does not change it. Raises :class:`InputError` (fields
@@ -184,4 +197,4 @@ def lower(cfg: ModelConfig, layout: Layout,
     elif isinstance(stage_layers, Sequence) and len(stage_layers) != layout.pp:
         raise InputError("stage_layers",
                          f"{len(stage_layers)} stages given for layout {layout} (pp={layout.pp})")
-    return apply_pp(apply_tp(build_graph(cfg), layout.tp), stage_layers)
+    return apply_pp(apply_tp(build_graph(cfg), layout.tp, layout.ep), stage_layers)

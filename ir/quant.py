@@ -335,10 +335,12 @@ def quantized_linear(q: WeightQuant | None, prefix: str,
     return tensors[:1] + rest + tensors[1:], dims
 
 
-def quant_tp_problem(cfg: Any, tp: int) -> str | None:
+def quant_tp_problem(cfg: Any, tp: int, ep: int = 1) -> str | None:
     """Why ``tp``-way TP would cut a quantization block or group (or an int32 pack of 8) of a quantized
     projection of ``cfg`` (a :class:`~seesaw.ir.config.ModelConfig`), or None. vLLM's loaders refuse the same
-    splits (``output_partition_size`` not divisible by the block, ``input_size_per_partition`` by the group)."""
+    splits (``output_partition_size`` not divisible by the block, ``input_size_per_partition`` by the group).
+    Under ``ep``-way expert parallelism the experts are split ``tp / ep`` ways only (vLLM's answer to a
+    Qwen3-235B-A22B-FP8 at TP 8, whose 1,536-wide experts TP 8 would cut into 192-row slices of 128-row blocks)."""
     q = getattr(cfg, "quantization", None)
     if q is None or tp == 1 or q.scale_granularity in ("tensor", "channel"):
         return None
@@ -353,7 +355,7 @@ def quant_tp_problem(cfg: Any, tp: int) -> str | None:
         from seesaw.ir.graph import MOE_NAMES  # noqa: PLC0415 (graph imports this module)
 
         module, gate, up, down = MOE_NAMES[cfg.architecture]
-        width = cfg.moe_intermediate_size // tp
+        width = cfg.moe_intermediate_size // (tp // ep)
         for proj in ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
             modules.pop(proj)
         for name, side in ((gate, "output"), (up, "output"), (down, "input")):

@@ -8,6 +8,7 @@ Face Llama / Qwen2 / Qwen3 modeling code (RMSNorm in float32, rotate-half RoPE).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -96,13 +97,16 @@ def route(x: torch.Tensor, gate: torch.Tensor, top_k: int, normalize: bool) -> t
 
 
 def moe_experts(x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor,
-                shards: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+                shards: Mapping[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Sum over each token's routed experts of ``weight * down(silu(gate(x)) * up(x))``: ``x [T, hidden]``,
     ``weights``/``experts [T, k]`` from :func:`route`, ``shards[e] = (gate [f, hidden], up [f, hidden],
-    down [hidden, f])`` this rank's slices of expert ``e`` (``f``: its share of the expert's width). Under TP the
+    down [hidden, f])`` this rank's slices of expert ``e`` (``f``: its share of the expert's width); an expert
+    not in ``shards`` (held by another expert group under expert parallelism) is skipped. Under TP or EP the
     result is this rank's partial sum (an all-reduce completes it), as a row-parallel down projection's."""
     out = torch.zeros_like(x)
     for e in torch.unique(experts).tolist():
+        if e not in shards:
+            continue
         tok, slot = torch.where(experts == e)
         g, u, d = shards[e]
         h = x[tok]

@@ -10,6 +10,7 @@ add consumes.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -57,6 +58,17 @@ class _Regs:
     def __init__(self) -> None:
         for s in self.__slots__:
             setattr(self, s, None)
+
+
+_EXPERT = re.compile(r"\.experts\.(\d+)\.")
+
+
+def _expert_index(name: str) -> int:
+    """The expert a checkpoint tensor of a mixture of experts belongs to (``...experts.{j}.w1.weight`` -> j)."""
+    m = _EXPERT.search(name)
+    if m is None:
+        raise ValueError(f"{name} is not an expert's tensor")
+    return int(m.group(1))
 
 
 class PhaseProgram:
@@ -156,8 +168,11 @@ class PhaseProgram:
         if op == "moe_experts":
             # the projections' weights in expert order; a quantized checkpoint's scales (listed after each weight)
             # were consumed when the weights were loaded dequantized and are not among the loaded tensors
-            ws = [ctx.weights[n] for n in ins.weights if n in ctx.weights]
-            shards = [tuple(ws[i:i + 3]) for i in range(0, len(ws), 3)]  # (gate, up, down) per expert
+            # (under expert parallelism only the experts this rank's expert group holds are listed; the others'
+            # outputs come from their groups through the all-reduce that follows)
+            held = [n for n in ins.weights if n in ctx.weights]
+            shards = {_expert_index(held[i]): tuple(ctx.weights[n] for n in held[i:i + 3])
+                      for i in range(0, len(held), 3)}  # expert -> (gate, up, down)
 
             def run(r, b):
                 r.out = layers.moe_experts(r.h, *r.route, shards)

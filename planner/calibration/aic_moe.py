@@ -96,3 +96,68 @@ def fit_moe(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float, float
             if err < best[2]:
                 best = (eff, float(over_us), err)
     return best
+
+
+#: Expert-parallel ways whose measured power-law / balanced latency ratios :func:`ep_imbalance_samples` reads.
+EP_SIZES = (2, 4, 8)
+#: The power-law routing of AIConfigurator's SDK default for Mixtral and Qwen3-MoE (alpha = 1.2).
+_POWER_LAW = "power_law_1.2"
+#: Fewest tokens of an imbalance sample: from here on the fused kernel is compute-bound, so its latency
+#: follows the busiest rank's (token, expert) pairs.
+_MIN_IMBALANCE_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class EpImbalanceSample:
+    """One measured expert-parallel MoE layer: the model whose shape it has, the tokens, the EP ways and the
+    measured excess of the busiest rank: the latency ratio of power-law (alpha 1.2) to balanced routing at these
+    EP ways over the same ratio without EP."""
+
+    model: str
+    experts: int
+    tokens: int
+    ep: int
+    measured: float
+
+
+def ep_imbalance_samples(system: str) -> list[EpImbalanceSample]:
+    """The measured expert-parallel load-imbalance excess of the shipped MoE shapes on ``system`` (an
+    AIConfigurator system name, e.g. ``h100_sxm``): vLLM's unquantized fused-MoE kernel (bf16, no TP, at least
+    1,024 tokens), ``ratio(ep) / ratio(1)`` with ``ratio`` = latency under AIConfigurator's ``power_law_1.2``
+    routing (the busiest rank's) over the balanced latency at the same tokens, for ``ep`` in :data:`EP_SIZES`.
+    Rows with a latency <= 0 or without all four partners are skipped. Raises InputError when the system has no
+    vLLM MoE table."""
+    d = load_table(system, "moe", "moe_perf", "vllm").rows
+    d = d[(d.kernel_source == KERNEL) & (d.moe_dtype == "bfloat16") & (d.moe_tp_size == 1)
+          & d.moe_ep_size.isin((1,) + EP_SIZES) & (d.num_tokens >= _MIN_IMBALANCE_TOKENS) & (d.latency > 0)
+          & d.distribution.isin(("balanced", _POWER_LAW))]
+    out = []
+    for name in MODELS:
+        cfg = load_model_config(name)
+        experts = cfg.num_experts
+        rows = d[(d.hidden_size == cfg.hidden_size) & (d.inter_size == cfg.moe_intermediate_size)
+                 & (d.topk == cfg.num_experts_per_tok) & (d.num_experts == experts)]
+        lat = rows.groupby(["moe_ep_size", "num_tokens", "distribution"]).latency.mean().to_dict()
+        for ep, tokens in sorted({(int(e), int(t)) for e, t, _ in lat if e > 1 and experts % e == 0}):
+            keys = [(ep, tokens, "balanced"), (ep, tokens, _POWER_LAW), (1, tokens, "balanced"),
+                    (1, tokens, _POWER_LAW)]
+            if not all(k in lat for k in keys):
+                continue
+            b, s, b1, s1 = (lat[k] for k in keys)
+            out.append(EpImbalanceSample(name, experts, tokens, ep, float((s / b) / (s1 / b1))))
+    return out
+
+
+def fit_load_cv(samples: list[EpImbalanceSample]) -> tuple[float, float]:
+    """``(cv, rms log error)``: the per-expert load coefficient of variation (steps of 0.01 in [0, 3]) whose
+    :func:`~seesaw.planner.cost.moe_balance.ep_imbalance` best matches ``samples`` (least squares on the logs)."""
+    from seesaw.planner.cost.moe_balance import ep_imbalance  # noqa: PLC0415
+
+    best = (0.0, math.inf)
+    for pct in range(0, 301):
+        cv = pct / 100
+        err = math.sqrt(sum(math.log(ep_imbalance(s.experts, s.ep, cv) / s.measured) ** 2 for s in samples)
+                        / len(samples))
+        if err < best[1]:
+            best = (cv, err)
+    return best

@@ -20,7 +20,7 @@ from seesaw.ir import ModelConfig, ModelGraph, build_graph
 from seesaw.ir.layout import Layout
 from seesaw.ir.ops import PassShape
 from seesaw.ir.passes import apply_tp
-from seesaw.ir.sharding import valid_tp_degrees
+from seesaw.ir.sharding import valid_ep_degrees, valid_tp_degrees
 from seesaw.planner.cost.roofline import hidden_send_s, ops_time_s, step_overhead_s
 from seesaw.planner.cost.schedule import DecodeSchedule, PrefillBatches, decode_schedule, prefill_batches
 from seesaw.planner.hardware import Cluster
@@ -104,16 +104,32 @@ class CostModel:
         return [t for t in valid_tp_degrees(self.cfg) if t <= gpn and gpn % t == 0]
 
     def layouts(self, dp: int) -> list[Layout]:
-        """All (dp, tp, pp) layouts with this dp on the cluster's GPUs (pp <= layers)."""
+        """All (dp, tp, pp, ep) layouts with this dp on the cluster's GPUs (pp <= layers; ep: every expert-parallel
+        degree the model allows with tp, 1 for a dense model)."""
         n = self.cluster.num_gpus
         if n % dp:
             return []
         replica = n // dp
         return [
-            Layout(dp, tp, replica // tp)
+            Layout(dp, tp, replica // tp, ep)
             for tp in self.tp_degrees
             if replica % tp == 0 and replica // tp <= self.cfg.num_hidden_layers
+            for ep in valid_ep_degrees(self.cfg, tp)
         ]
+
+    def candidate_layouts(self, dp: int) -> list[Layout]:
+        """The layouts of :meth:`layouts` the search considers: per ``(dp, tp, pp)`` only the smallest ``ep`` the
+        model allows. At a given ``tp`` expert parallelism holds the same expert bytes per rank and ends with the
+        same all-reduce as tensor parallelism inside the experts, and its busiest expert group has more than its
+        share of the pairs (:func:`~seesaw.planner.cost.moe_balance.ep_imbalance`, increasing in ``ep``), so a
+        larger ``ep`` never costs less; it pays only where a smaller one is refused (an FP8 checkpoint's
+        expert blocks that ``tp``-way TP would cut). A pinned layout may still name any of :meth:`layouts`."""
+        out: dict[tuple[int, int, int], Layout] = {}
+        for lay in self.layouts(dp):
+            key = (lay.dp, lay.tp, lay.pp)
+            if key not in out or lay.ep < out[key].ep:
+                out[key] = lay
+        return list(out.values())
 
     def dp_degrees(self) -> list[int]:
         return [d for d in range(1, self.cluster.num_gpus + 1) if self.cluster.num_gpus % d == 0 and self.layouts(d)]
@@ -155,13 +171,16 @@ class CostModel:
 
     # ---- per-TP graph terms ----------------------------------------------------------------------
     @lru_cache(maxsize=None)
-    def tp_graph(self, tp: int) -> ModelGraph:
-        """The IR with ``tp``-way tensor parallelism applied (each rank's ops and collectives)."""
-        return apply_tp(self.graph, tp)
+    def tp_graph(self, tp: int, ep: int = 1) -> ModelGraph:
+        """The IR with ``tp``-way tensor parallelism (``ep``-way expert parallelism inside it) applied: each rank's
+        ops and collectives."""
+        return apply_tp(self.graph, tp, ep)
 
     @lru_cache(maxsize=None)
-    def memory_terms(self, tp: int) -> MemoryTerms:
-        g = self.tp_graph(tp)
+    def memory_terms(self, tp: int, ep: int = 1) -> MemoryTerms:
+        """Per-rank byte counts under ``tp``-way TP with ``ep``-way EP (rank 0's: every expert group holds as
+        many experts)."""
+        g = self.tp_graph(tp, ep)
         d = self.dtype_bytes
         cfg = self.cfg
         kv_heads_rank = max(1, cfg.num_key_value_heads // tp)
@@ -184,7 +203,7 @@ class CostModel:
     @lru_cache(maxsize=None)
     def stage_cost(self, layout: Layout, parts: tuple[PassShape, ...]) -> StageCost:
         """Integer stage-time terms of one micro-batch made of ``parts`` under ``layout``."""
-        g = self.tp_graph(layout.tp)
+        g = self.tp_graph(layout.tp, layout.ep)
         layer_s = ops_time_s(g.layer_ops(0), parts, layout.tp, self.cluster)
         first_s = ops_time_s(g.pre_ops(), parts, layout.tp, self.cluster)
         last_s = ops_time_s(g.post_ops(), parts, layout.tp, self.cluster)
@@ -213,7 +232,7 @@ class CostModel:
     def stage_weight_bytes(self, layout: Layout, counts: tuple[int, ...]) -> list[int]:
         """Weight bytes one rank of each PP stage holds under ``layout`` with ``counts`` layers per stage
         (embedding on stage 0, final norm and lm head on the last; a tied tensor once when pp == 1)."""
-        mem = self.memory_terms(layout.tp)
+        mem = self.memory_terms(layout.tp, layout.ep)
         last = len(counts) - 1
         return [n * mem.layer_weight_bytes + (mem.first_weight_bytes if s == 0 else 0)
                 + (mem.last_weight_bytes if s == last else 0) - (mem.tied_weight_bytes if last == 0 else 0)

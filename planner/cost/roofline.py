@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from seesaw.ir.ops import Op, OpKind, PassShape
+from seesaw.planner.cost.moe_balance import ep_imbalance
 from seesaw.planner.hardware import Cluster, GPUSpec
 
 _COMM_KINDS = {OpKind.ALL_REDUCE, OpKind.ALL_GATHER, OpKind.SEND, OpKind.RECV}
@@ -90,13 +91,22 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     return roofline_s(c, m, gpu.compute_memory_overlap)
 
 
+def _busiest_group(op: Op) -> float:
+    """The busiest expert group's load over the mean for an expert-parallel ``moe_experts`` op, else 1."""
+    ep = op.dims.get("ep", 1) if op.kind == OpKind.MOE_EXPERTS else 1
+    return ep_imbalance(op.dims["experts"], ep) if ep > 1 else 1.0
+
+
 def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) -> float:
     """Time (s) of a compute op on one rank for a batch made of ``parts``.
 
     Attention is costed per part (a prefill chunk and decode sequences attend over different contexts)
     plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
     adds ``op_overhead_us`` once, elementwise ops (neither GEMM nor attention) ``elementwise_overhead_us``
-    more, attention ``attention_overhead_us`` more, a mixture of experts ``moe_overhead_us`` more.
+    more, attention ``attention_overhead_us`` more, a mixture of experts ``moe_overhead_us`` more. An
+    expert-parallel mixture of experts computes the busiest expert group's pairs
+    (:func:`~seesaw.planner.cost.moe_balance.ep_imbalance` times the balanced share; its bytes stay the
+    balanced ones: a decode step reads the experts it touches whatever their load).
     """
     gpu = cluster.gpu
     dtype = gpu.dtype_bytes
@@ -106,7 +116,7 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
     for shape in shapes:
         if shape.num_seqs <= 0:
             continue
-        flops = op.flops(shape, tp)
+        flops = op.flops(shape, tp) * _busiest_group(op)
         nbytes = op.device_bytes(shape, tp, dtype)
         rows = gemm_rows(op, shape)
         total += kernel_time_s(flops, nbytes, gpu, rows, attention, op.kind == OpKind.LM_HEAD,

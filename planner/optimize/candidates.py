@@ -20,7 +20,7 @@ Point = tuple[int, PhaseTerms, PhaseTerms, tuple[int, ...], tuple[int, ...]]  # 
 def kv_capacity_tokens(cost: CostModel, pre: PhaseTerms, dec: PhaseTerms, pc, dc) -> int:
     """Largest decode-layout KV cache (tokens per replica, whole pages) the chosen plan leaves room for."""
     cap = cost.device_capacity_bytes
-    per_tok = cost.memory_terms(dec.layout.tp).kv_bytes_per_token_layer
+    per_tok = cost.memory_terms(dec.layout.tp, dec.layout.ep).kv_bytes_per_token_layer
     best = None
     for g in range(dec.layout.replica_size):
         sp, sd = stage_of(g, pre.layout), stage_of(g, dec.layout)

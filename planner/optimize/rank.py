@@ -197,7 +197,7 @@ def simulated_static(cost: CostModel, static: StaticPlan, tuned: TunedStatic, en
                    prediction=_prediction(cost, tuned.run, static.prediction, bd))
 
 
-def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, tune: int = 2) -> list[StaticPlan]:
+def rank_static(cost: CostModel, statics: list[StaticPlan], engine: EngineSpec, tune: int = 3) -> list[StaticPlan]:
     """Every static candidate simulated with the engine's defaults, the ``tune`` best of those tuned (both in
     parallel); fastest first. Candidates whose engine cannot start are dropped. A long trace does both on its
     first requests (:func:`screening_cost`) and simulates only the tuned ones over the whole trace."""

@@ -1,6 +1,7 @@
 """The discrete search space shared by CP-SAT and exhaustive search.
 
-Layouts are the (dp, tp, pp) factorizations of the GPU count (TP inside a node, heads divisible by TP,
+Layouts are the (dp, tp, pp) factorizations of the GPU count, each with every expert-parallel degree a mixture of
+experts allows inside its TP groups (TP inside a node, heads divisible by TP,
 ``pp <= layers``); batch sizes come from fixed geometric grids, so both searches see exactly the same
 candidates and the same integer cost tables.
 """
@@ -35,7 +36,7 @@ def _fill_pin(pin: Layout | None, num_gpus: int, field: str) -> Layout | None:
     if pin is None:
         return None
     if pin.dp == 1 and num_gpus % pin.replica_size == 0:
-        pin = Layout(num_gpus // pin.replica_size, pin.tp, pin.pp)
+        pin = Layout(num_gpus // pin.replica_size, pin.tp, pin.pp, pin.ep)
     if pin.world_size != num_gpus:
         raise InputError(field, f"layout {pin} uses {pin.world_size} GPUs but the cluster has {num_gpus}")
     return pin
@@ -67,11 +68,14 @@ class SearchSpace:
             return f"layout {layout}: tp={layout.tp} does not fit in a node of {gpn} GPUs"
         if layout.pp > cfg.num_hidden_layers:
             return f"layout {layout}: pp={layout.pp} exceeds the model's {cfg.num_hidden_layers} layers"
-        from seesaw.ir.sharding import tp_problem  # noqa: PLC0415
+        from seesaw.ir.sharding import tp_problem, valid_ep_degrees  # noqa: PLC0415
 
-        problem = tp_problem(cfg, layout.tp)
+        problem = tp_problem(cfg, layout.tp, layout.ep)
         if problem is not None:  # the IR's own reason (heads, FFN width, KV heads, quantization blocks)
-            return f"layout {layout}: {problem}"
+            eps = valid_ep_degrees(cfg, layout.tp) if cfg.is_moe and layout.ep == 1 else []
+            hint = (f"; expert parallelism avoids it (e.g. {Layout(layout.dp, layout.tp, layout.pp, eps[0])})"
+                    if eps else "")
+            return f"layout {layout}: {problem}{hint}"
         return (f"layout {layout}: tp={layout.tp} must divide the attention heads ({cfg.num_attention_heads}), "
                 f"intermediate size ({cfg.intermediate_size}) and fit the KV heads ({cfg.num_key_value_heads})")
 
@@ -84,14 +88,14 @@ class SearchSpace:
             return [self.prefill_pin] if self.prefill_pin.dp == dp else []
         if self.options.static and self.decode_pin:
             return [self.decode_pin] if self.decode_pin.dp == dp else []
-        return self.cost.layouts(dp)
+        return self.cost.candidate_layouts(dp)
 
     def decode_layouts(self, dp: int) -> list[Layout]:
         if self.decode_pin:
             return [self.decode_pin] if self.decode_pin.dp == dp else []
         if self.options.static and self.prefill_pin:
             return [self.prefill_pin] if self.prefill_pin.dp == dp else []
-        return self.cost.layouts(dp)
+        return self.cost.candidate_layouts(dp)
 
     def static_layouts(self, dp: int) -> list[Layout]:
         """Single-layout candidates. The best static plan is the baseline vLLM would run, so pins do not
@@ -100,7 +104,7 @@ class SearchSpace:
             pin = self.prefill_pin or self.decode_pin
             if pin:
                 return [pin] if pin.dp == dp else []
-        return self.cost.layouts(dp)
+        return self.cost.candidate_layouts(dp)
 
     def prefill_tokens_grid(self, dp: int) -> list[int]:
         """Prefill batch sizes (tokens): powers of two from the longest prompt up to the replica's total."""

@@ -83,7 +83,7 @@ class PhaseTerms:
 
 
 def _common(cost: CostModel, layout: Layout) -> dict:
-    mem = cost.memory_terms(layout.tp)
+    mem = cost.memory_terms(layout.tp, layout.ep)
     return dict(
         layer_weight_bytes=mem.layer_weight_bytes,
         first_weight_bytes=mem.first_weight_bytes,
@@ -105,7 +105,7 @@ def prefill_terms(cost: CostModel, layout: Layout, tokens: int) -> PhaseTerms:
     layout) plus last-token logits.
     """
     work = cost.replica_work(layout.dp)
-    mem = cost.memory_terms(layout.tp)
+    mem = cost.memory_terms(layout.tp, layout.ep)
     packed = cost.prefill_batches(layout.dp, tokens)
     part = prefill_part(work, packed.mean_tokens)
     seqs = math.ceil(tokens / work.prefill_seq_len)
@@ -131,7 +131,7 @@ def decode_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
     of ``ceil(seqs / pp)`` sequences.
     """
     work = cost.replica_work(layout.dp)
-    mem = cost.memory_terms(layout.tp)
+    mem = cost.memory_terms(layout.tp, layout.ep)
     micro = math.ceil(seqs / layout.pp)
     kv_tokens = math.ceil(seqs * work.decode_context_len)
     sched = cost.decode_schedule(layout.dp, seqs)
@@ -157,7 +157,7 @@ def static_terms(cost: CostModel, layout: Layout, seqs: int) -> PhaseTerms:
     engine's host time for that many requests (``cost.engine``, when given).
     """
     work = cost.replica_work(layout.dp)
-    mem = cost.memory_terms(layout.tp)
+    mem = cost.memory_terms(layout.tp, layout.ep)
     pp = layout.pp
     sched = cost.decode_schedule(layout.dp, seqs)
     q = math.ceil(seqs * work.prompt_tokens / max(1, work.output_tokens))

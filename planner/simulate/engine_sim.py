@@ -86,7 +86,7 @@ def engine_kv_blocks(cost: CostModel, layout: Layout, counts: tuple[int, ...], k
     activations instead (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``). Negative when the weights alone
     do not fit.
     """
-    mem = cost.memory_terms(layout.tp)
+    mem = cost.memory_terms(layout.tp, layout.ep)
     gpu = cost.cluster.gpu
     weights = cost.stage_weight_bytes(layout, counts)
     acts = knobs.max_num_batched_tokens * mem.act_bytes_per_token

@@ -57,7 +57,7 @@ class RuntimePlan:
         does not import codegen's model), with the runtime's optional KV size overrides."""
         def phase(name: str) -> tuple[Layout, tuple[int, ...]]:
             lay = plan[name]["layout"]
-            return (Layout(lay["dp"], lay["tp"], lay["pp"]),
+            return (Layout(lay["dp"], lay["tp"], lay["pp"], lay.get("ep", 1)),
                     tuple(int(b) - int(a) for a, b in plan[name]["stage_layers"]))
 
         kv, sched = plan["kv"], plan["schedule"]
@@ -141,7 +141,7 @@ def simulate_replica(cost: CostModel, plan: RuntimePlan, prompt_lens: list[int],
         sched.add(Sequence(i, range(p), o, ignore_eos=True))
     run = SimRun(requests=len(prompt_lens))
     run.refused = len(sched.finished)
-    kv_layer = {ph: cost.memory_terms(lay.tp).kv_bytes_per_token_layer for ph, lay in
+    kv_layer = {ph: cost.memory_terms(lay.tp, lay.ep).kv_bytes_per_token_layer for ph, lay in
                 (("prefill", plan.prefill), ("decode", plan.decode))}
     host_bw = cost.cluster.host_link_gb_per_s * 1e9 * cost.cluster.gpu.link_efficiency
     pipes = {"prefill": Pipeline(plan.prefill.pp), "decode": Pipeline(plan.decode.pp)}

@@ -108,7 +108,7 @@ class StepTimes:
             raise ValueError(f"{len(counts)} stage sizes for pp={layout.pp}")
         self.layout, self.counts = layout, counts
         cluster, tp = cost.cluster, layout.tp
-        g = cost.tp_graph(tp)
+        g = cost.tp_graph(tp, layout.ep)
         layer = g.layer_ops(0)
         self._attn: list[Op] = [op for op in layer if op.kind == OpKind.ATTENTION]
         dense = [op for op in layer if op.kind != OpKind.ATTENTION]

@@ -55,7 +55,7 @@ def swap_in_s(cost: CostModel, phase: PhaseShape, tokens: int) -> float:
     """Host->device copy (s) of ``tokens`` buffered tokens' KV on the slowest rank of ``phase``."""
     if tokens <= 0:
         return 0.0
-    per_layer = cost.memory_terms(phase.layout.tp).kv_bytes_per_token_layer * tokens
+    per_layer = cost.memory_terms(phase.layout.tp, phase.layout.ep).kv_bytes_per_token_layer * tokens
     return max(cost.host_ns(n * per_layer) for n in phase.counts) / NS
 
 

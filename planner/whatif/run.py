@@ -88,7 +88,7 @@ def plan_point(cfg: ModelConfig, name: str, cluster: Cluster, workload: Workload
         return rows
     cost = CostModel(cfg, cluster, workload)
     for dp in cost.dp_degrees():
-        for lay in cost.layouts(dp):
+        for lay in cost.candidate_layouts(dp):
             try:
                 st = plan(cfg, cluster, workload, SearchOptions(static=True, prefill=lay), time_limit_s=time_limit_s)
                 rows.append(_row(name, field, value, mult, str(lay), st.prediction, str(lay), str(lay), cluster, price))

@@ -22,7 +22,7 @@ L7B = str(MODELS / "llama-2-7b.json")
 L70B = str(MODELS / "llama-2-70b.json")
 SMALL_WL = "random:128:64:200"
 
-LAYOUT_KEYS = {"dp", "tp", "pp"}
+LAYOUT_KEYS = {"dp", "tp", "pp", "ep"}
 SUMMARY_KEYS = {
     "prefill", "decode", "host_kv_buffer_tokens", "gpu_kv_tokens", "max_prefill_tokens", "decode_max_seqs",
     "predicted_tokens_per_s", "predicted_output_tokens_per_s", "best_static", "speedup_vs_best_static",
@@ -110,8 +110,8 @@ def test_json_summary_keys_and_status(capsys):
 def test_pins_are_honoured(capsys):
     s = run_json(capsys, "--model", L7B, "--cluster", "8xA10", "--workload", "sharegpt:500",
                  "--prefill", "pp8", "--decode", "tp8")
-    assert s["prefill"] == {"dp": 1, "tp": 1, "pp": 8}
-    assert s["decode"] == {"dp": 1, "tp": 8, "pp": 1}
+    assert s["prefill"] == {"dp": 1, "tp": 1, "pp": 8, "ep": 1}
+    assert s["decode"] == {"dp": 1, "tp": 8, "pp": 1, "ep": 1}
     assert s["host_kv_buffer_tokens"] > 0  # different layouts: prefill KV goes through the host buffer
 
 

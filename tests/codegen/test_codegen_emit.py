@@ -219,3 +219,25 @@ def test_data_parallel_and_multi_node_plans():
     assert words[0] == "torchrun" and set(_flag_values(words)) <= allowed
     assert _flag_values(words)["--nnodes"] == "2"
     assert words[words.index("-m") + 1:][:2] == ["seesaw.cli.run", "plan.json"]
+
+
+def test_expert_parallel_layouts_map_to_each_engines_ep_flags():
+    """A pinned static tp8ep2 layout (Qwen3-235B-A22B-FP8: TP 8 alone would cut its FP8 expert blocks):
+    SGLang and TensorRT-LLM take ep 2 as is; vLLM's EP spans the whole TP group, so it gets the flag and a note
+    that its experts would not be tensor-parallel inside two groups."""
+    cfg, cl = load_model_config("qwen3-235b-a22b-fp8"), load_cluster("8xH100-SXM")
+    wl, _ = load_workload("sharegpt:100").within_context(cfg.max_position_embeddings)
+    from seesaw.ir import Layout  # noqa: PLC0415
+
+    decision = make_plan(cfg, cl, wl, SearchOptions(static=True, prefill=Layout(1, 8, 1, 2)), simulate=False)
+    plan = build_execution_plan(cfg, decision, cl, wl)
+    assert plan.summary.static and plan.prefill.layout.ep == 2
+    sglang = _flag_values(_commands(launch_commands(plan, "sglang"))[0])
+    assert sglang["--tp-size"] == "8" and sglang["--ep-size"] == "2"
+    trt = [_flag_values(c) for c in _commands(launch_commands(plan, "trtllm"))]
+    assert trt[0]["--ep_size"] == "2" and trt[1]["--ep"] == "2"
+    vllm = launch_commands(plan, "vllm")
+    assert all("--enable-expert-parallel" in c for c in _commands(vllm))
+    assert any(ln.startswith("# vLLM's expert parallelism spans the whole TP group") and "2 expert groups" in ln
+               for ln in vllm)
+    assert "ep=2" in vllm[0]

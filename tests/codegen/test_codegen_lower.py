@@ -136,7 +136,7 @@ def test_program_is_topological_and_matches_ir(pp2_tp2, cfg):
 
 def test_plan_sections(pp2_tp2, cfg):
     p = pp2_tp2
-    assert p.schema_version == "1.2" and p.generator.startswith("seesaw ")
+    assert p.schema_version == "1.3" and p.generator.startswith("seesaw ")
     assert p.model.fingerprint == cfg.fingerprint()
     assert p.model.num_parameters == build_graph(cfg).num_parameters()
     assert p.model.weight_bytes == 2 * p.model.num_parameters
@@ -243,3 +243,25 @@ def test_large_cluster_lists_the_first_replica_only(cfg, build_plan):
     assert (last.dp_rank, last.pp_rank) == (dp - 1, 1)
     assert [i.peer for i in last.program if i.op == "recv"] == [2 * dp - 2]
     check_plan(plan, cfg)
+
+
+def test_expert_parallel_ranks_hold_and_run_their_groups_experts_only(make_config, build_plan):
+    """tp4ep2 of a tiny 4-expert Mixtral: ranks 0-1 hold experts 0-1, ranks 2-3 experts 2-3, each expert split
+    over its group's two ranks; the moe_experts instruction lists the held experts only; the plan checks, and
+    a rank that claims another group's expert is refused."""
+    cfg = make_config(architectures=["MixtralForCausalLM"], num_local_experts=4, num_experts_per_tok=2)
+    plan = build_plan(cfg, Layout(tp=4, ep=2), Layout(tp=4, ep=2))
+    assert plan.decode.layout.ep == 2 and str(plan.decode.layout) == "tp4ep2"
+    w1 = "model.layers.0.block_sparse_moe.experts.{}.w1.weight"
+    for rank in plan.decode.ranks:
+        held = sorted({int(n.split(".experts.")[1].split(".")[0]) for n in rank.weight_shards if ".experts." in n})
+        assert held == ([0, 1] if rank.tp_rank < 2 else [2, 3])
+        moe = next(i for i in rank.program if i.op == "moe_experts" and i.layer == 0)
+        assert {n.split(".experts.")[1].split(".")[0] for n in moe.weights} == {str(e) for e in held}
+    slices = [_shard_tuple(r.weight_shards[w1.format(2)]) for r in plan.decode.ranks[2:]]
+    assert slices == [(0, 0, 64), (0, 64, 128)]  # expert 2's 128 rows over ranks 2 and 3
+    check_plan(plan)
+    data = plan.model_dump(mode="json")
+    data["decode"]["ranks"][0]["weight_shards"][w1.format(3)] = {"dim": 0, "start": 0, "stop": 64}
+    with pytest.raises(InputError, match="another expert group"):
+        check_plan(ExecutionPlan.model_validate(data))

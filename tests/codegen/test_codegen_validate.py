@@ -56,7 +56,7 @@ def test_error_carries_source_for_consistency_errors(tmp_path, pp2_tp2_data):
     assert str(err.value).startswith(f"{path}: summary.gpu_kv_tokens: ")
 
 
-@pytest.mark.parametrize("version,text", [("2.0", "newer"), ("1.3", "newer"), ("one", "MAJOR.MINOR"),
+@pytest.mark.parametrize("version,text", [("2.0", "newer"), ("1.4", "newer"), ("one", "MAJOR.MINOR"),
                                           (None, "missing")])
 def test_schema_version(pp2_tp2_data, version, text):
     pp2_tp2_data["schema_version"] = version
@@ -67,9 +67,14 @@ def test_schema_version(pp2_tp2_data, version, text):
 
 def test_older_minor_or_same_version_accepted(pp2_tp2_data):
     """1.1 added optional fields (the prediction method and closed form, the baseline's engine knobs), 1.2 the
-    optional ``ranks_listed`` and the mixture-of-experts opcodes: a 1.0 file still validates."""
-    assert SCHEMA_VERSION == "1.2"
+    optional ``ranks_listed`` and the mixture-of-experts opcodes, 1.3 the layouts' optional ``ep``: a 1.0 file
+    (no ``ep``) still validates."""
+    assert SCHEMA_VERSION == "1.3"
     validate_plan_data(pp2_tp2_data)
+    for section in ("prefill", "decode"):
+        del pp2_tp2_data[section]["layout"]["ep"]
+    for key in ("prefill", "decode", "best_static"):
+        pp2_tp2_data["summary"][key].pop("ep", None)
     pp2_tp2_data["schema_version"] = "1.0"
     validate_plan_data(pp2_tp2_data)
 

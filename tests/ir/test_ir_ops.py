@@ -115,3 +115,23 @@ def test_mixture_of_experts_costs_the_routed_experts_only():
     assert experts.device_bytes(one, tp=2) == pytest.approx(expert_bytes, rel=1e-3)
     assert experts.expert_rows(PassShape.prefill(1, 4096)) == pytest.approx(4096 * 2 / 8)
     assert router.flops(one) == pytest.approx(8 * (2 * h + 5))
+
+
+def test_expert_parallel_experts_do_a_groups_share_at_the_whole_width():
+    """Qwen3-30B-A3B at tp4: ep4 (whole experts, a quarter of them per rank) does the same balanced FLOPs and
+    reads the same expert bytes as ep1 (a quarter of every expert), but gathers only its group's rows."""
+    from seesaw.ir import OpKind, PassShape, build_graph, load_model_config  # noqa: PLC0415
+    from seesaw.ir.passes import apply_tp  # noqa: PLC0415
+
+    g = build_graph(load_model_config("qwen3-30b-a3b"))
+    tp_op, ep_op = (next(op for op in apply_tp(g, 4, ep).layer_ops(0) if op.kind is OpKind.MOE_EXPERTS)
+                    for ep in (1, 4))
+    assert ep_op.dims["ep"] == 4 and "ep" not in tp_op.dims
+    assert ep_op.weight_bytes(4) == tp_op.weight_bytes(4)
+    for shape in (PassShape.decode(8, 500), PassShape.prefill(2, 2048)):
+        assert ep_op.flops(shape, 4) == pytest.approx(tp_op.flops(shape, 4), rel=0.01)  # combine: own pairs only
+        assert ep_op.device_bytes(shape, 4) < tp_op.device_bytes(shape, 4)
+        assert ep_op.expert_rows(shape) == tp_op.expert_rows(shape)
+    one = PassShape.decode(1, 100)  # one token: 8 experts touched, 2 of them (expected) in this rank's group
+    expert_bytes = 3 * 2048 * 768 * 2
+    assert ep_op.device_bytes(one, 4) == pytest.approx(8 / 4 * expert_bytes, rel=0.01)

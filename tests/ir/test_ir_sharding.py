@@ -90,3 +90,52 @@ def test_check_tp_and_valid_degrees():
     check_tp(l70, 16)  # 8 KV heads replicated twice
     assert valid_tp_degrees(l70) == [1, 2, 4, 8, 16, 32, 64]
     assert valid_tp_degrees(load_model_config("qwen2-7b")) == [1, 2, 4]  # 18944 not divisible by 7
+
+
+def _expert_tensors(cfg, tp, ep):
+    from seesaw.ir import build_graph
+    from seesaw.ir.passes import apply_tp
+
+    g = apply_tp(build_graph(cfg), tp, ep)
+    return [w for op in g.layer_ops(0) for w in op.weights if w.expert is not None]
+
+
+def test_expert_parallel_tensors_live_in_one_expert_group_and_tile_there():
+    """Qwen3-235B-A22B-FP8 at tp8ep2: 128 experts in two groups of 64, each expert (weights and block scales)
+    split four ways inside its group; the other group holds an empty slice."""
+    from seesaw.ir.sharding import expert_range
+
+    cfg = load_model_config("qwen3-235b-a22b-fp8")
+    tensors = _expert_tensors(cfg, 8, 2)
+    assert {w.ep for w in tensors} == {2} and len({w.expert for w in tensors}) == 128
+    assert [expert_range(128, r, 8, 2) for r in (0, 3, 4, 7)] == [(0, 64), (0, 64), (64, 128), (64, 128)]
+    for w in tensors[:: 37]:
+        holders = [r for r in range(8) if shard_range(w, r, 8)[2] > shard_range(w, r, 8)[1]]
+        assert holders == ([0, 1, 2, 3] if w.expert < 64 else [4, 5, 6, 7])
+        assert (coverage(w, 8) == 1).all()  # the group's four slices tile the tensor once
+        assert w.local_numel(8, holders[0]) * 4 == w.numel
+
+
+def test_whole_experts_under_ep_equal_tp():
+    cfg = load_model_config("mixtral-8x7b")
+    w = next(w for w in _expert_tensors(cfg, 8, 8) if w.expert == 5)
+    assert [shard_range(w, r, 8) for r in (5, 4)] == [(w.shard_dim, 0, w.shape[w.shard_dim]), (w.shard_dim, 0, 0)]
+
+
+def test_expert_parallelism_lifts_the_fp8_block_limit_on_tp():
+    from seesaw.ir.sharding import valid_ep_degrees
+
+    cfg = load_model_config("qwen3-235b-a22b-fp8")
+    with pytest.raises(InputError) as info:
+        check_tp(cfg, 8)
+    assert info.value.field == "tp" and "cuts the 128-wide quantization blocks" in info.value.problem
+    assert "valid ep with tp=8: 2, 4, 8" in info.value.problem
+    check_tp(cfg, 8, 2)
+    assert valid_ep_degrees(cfg, 8) == [2, 4, 8] and valid_ep_degrees(cfg, 4) == [1, 2, 4]
+    assert 8 in valid_tp_degrees(cfg)
+    with pytest.raises(InputError) as info:
+        check_tp(load_model_config("mixtral-8x7b"), 8, 16)
+    assert info.value.field == "ep"
+    with pytest.raises(InputError) as info:
+        check_tp(load_model_config("llama-3-8b"), 2, 2)
+    assert info.value.field == "ep" and "dense" in info.value.problem

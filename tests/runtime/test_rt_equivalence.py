@@ -165,14 +165,16 @@ def test_timed_instructions_leave_tokens_unchanged_and_cover_every_program(refer
     assert all(s.in_run for s in samples)
 
 
-MOE_LAYOUTS = [("tp2", "tp2", 0), ("pp2", "pp2", 0), ("pp2", "tp2", 4096)]
+MOE_LAYOUTS = [("tp2", "tp2", 0), ("pp2", "pp2", 0), ("pp2", "tp2", 4096), ("ep2", "ep2", 0), ("pp2", "ep2", 4096),
+               ("ep2", "tp2", 4096)]
 
 
 @pytest.mark.parametrize("model", ["mixtral_moe", "qwen3_moe"])
 @pytest.mark.parametrize("prefill, decode, buffer", MOE_LAYOUTS, ids=[f"{p}->{d}" for p, d, _ in MOE_LAYOUTS])
 def test_mixture_of_experts_layouts_match_transformers(references, model, prefill, decode, buffer):
-    """Router and experts under TP (each expert's width split in two, partial sums all-reduced), PP, and a
-    re-sharding plan: transformers' greedy tokens, logits within 1e-4."""
+    """Router and experts under TP (each expert's width split in two, partial sums all-reduced), EP (``ep2`` =
+    ``tp2ep2``: attention split in two, each rank holding half of the experts whole), PP, and re-sharding plans
+    (``pp2 -> ep2`` re-shards the experts too): transformers' greedy tokens, logits within 1e-4."""
     folder, prompts, *_ = references[model]
     tokens, logits, m = _run(folder, prompts, prefill, decode, host_buffer_tokens=buffer)
     _check(references[model], tokens, logits)

@@ -82,3 +82,22 @@ def test_host_buffer_bound(cost):
     assert reshard_h == (cost.host_capacity_bytes - 2 * cost.model_weight_bytes) // kv
     # dp replicas on one node share its host memory
     assert host_buffer_max_tokens(cost, 2, resharding=False) == static_h // 2
+
+
+def test_expert_parallel_layouts_cost_the_busiest_group_and_search_only_the_needed_ones():
+    """Qwen3-235B-A22B-FP8 on 8xH100: TP 8 needs EP (FP8 blocks), so the search sees tp8ep2 (the smallest EP,
+    the least skew) and no other tp8; at tp4 it sees ep1 only. EP holds the same bytes per rank as TP and its
+    prefill layer is slower by the busiest group's excess; a pinned tp8ep8 stays a valid layout."""
+    from seesaw.ir.ops import OpKind  # noqa: PLC0415
+    from seesaw.planner.cost.moe_balance import ep_imbalance  # noqa: PLC0415
+    from seesaw.planner.cost.roofline import compute_op_s  # noqa: PLC0415
+
+    cost = CostModel(load_model_config("qwen3-235b-a22b-fp8"), load_cluster("8xH100-SXM"), load_workload("sharegpt:50"))
+    everything, searched = cost.layouts(1), cost.candidate_layouts(1)
+    assert {str(lay) for lay in everything if lay.tp == 8} == {"tp8ep2", "tp8ep4", "tp8ep8"}
+    assert {str(lay) for lay in searched if lay.tp >= 4} == {"tp8ep2", "tp4pp2"}
+    assert cost.memory_terms(4, 4).layer_weight_bytes == cost.memory_terms(4, 1).layer_weight_bytes
+    part = prefill_part(cost.replica_work(1), 8192)
+    t = {ep: compute_op_s(next(op for op in cost.tp_graph(4, ep).layer_ops(0) if op.kind is OpKind.MOE_EXPERTS),
+                          [part], 4, cost.cluster) for ep in (1, 4)}
+    assert t[4] > t[1] and t[4] / t[1] == pytest.approx(ep_imbalance(128, 4), rel=0.1)
