@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from seesaw.ir import OpKind, PassShape, build_graph, load_model_config
+from seesaw.ir.passes import apply_tp
 from seesaw.planner.calibration.aiconfigurator import Table, load_table
 from seesaw.planner.hardware import GPUSpec
 
@@ -33,12 +34,14 @@ TP_SIZES = (1, 2, 4, 8)
 
 @dataclass(frozen=True)
 class MoeSample:
-    """One measured MoE layer: the model whose shape it has, the tokens, the TP ways, the latency (s)."""
+    """One measured MoE layer: the model whose shape it has, the tokens, the TP ways, the latency (s), and the
+    expert-parallel ways inside the TP group (``ep == tp``: AIConfigurator's ``moe_tp_size`` 1, ``moe_ep_size`` tp)."""
 
     model: str
     tokens: int
     tp: int
     measured_s: float
+    ep: int = 1
 
 
 def moe_samples(system: str) -> tuple[list[MoeSample], Table]:
@@ -58,20 +61,57 @@ def moe_samples(system: str) -> tuple[list[MoeSample], Table]:
     return out, table
 
 
+def moe_ep_samples(system: str) -> list[MoeSample]:
+    """The measured expert-parallel rows of the shipped MoE shapes on ``system``: vLLM's unquantized fused-MoE
+    kernel, bf16, balanced routing, ``moe_tp_size`` 1 and ``moe_ep_size`` in :data:`EP_SIZES` (the planner's
+    ``tp{n}ep{n}``), where each rank's experts are at least the top-k (AIConfigurator caps a rank's top-k at its
+    expert count, which the planner's layer, with its tokens routed over all groups, never does). Raises
+    InputError when the system has no vLLM MoE table."""
+    d = load_table(system, "moe", "moe_perf", "vllm").rows
+    d = d[(d.kernel_source == KERNEL) & (d.moe_dtype == "bfloat16") & (d.distribution == "balanced")
+          & (d.moe_tp_size == 1) & d.moe_ep_size.isin(EP_SIZES) & (d.latency > 0)]
+    out = []
+    for name in MODELS:
+        cfg = load_model_config(name)
+        rows = d[(d.hidden_size == cfg.hidden_size) & (d.inter_size == cfg.moe_intermediate_size)
+                 & (d.topk == cfg.num_experts_per_tok) & (d.num_experts == cfg.num_experts)
+                 & (cfg.num_experts // d.moe_ep_size >= cfg.num_experts_per_tok)]
+        out += [MoeSample(name, int(r.num_tokens), int(r.moe_ep_size), float(r.latency) * 1e-3, int(r.moe_ep_size))
+                for _, r in rows.iterrows()]
+    return out
+
+
 def modelled_s(gpu: GPUSpec, sample: MoeSample) -> float:
-    """The planner's time (s) of the sample's MoE layer on ``gpu`` (its ``moe_efficiency`` and
-    ``moe_overhead_us`` included)."""
+    """The planner's time (s) of the sample's MoE layer on ``gpu`` (its ``moe_efficiency``, ``moe_ep_efficiency``
+    and ``moe_overhead_us`` included; balanced routing: no busiest-group excess)."""
     from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s  # noqa: PLC0415
 
-    op = _experts_op(sample.model)
+    op = _experts_op(sample.model, sample.tp, sample.ep)
     shape = PassShape(sample.tokens, 1, 1)
     return (kernel_time_s(op.flops(shape, sample.tp), op.device_bytes(shape, sample.tp, gpu.dtype_bytes), gpu,
-                          gemm_rows(op, shape), moe=True) + (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6)
+                          gemm_rows(op, shape), moe=True, moe_ep=sample.ep > 1)
+            + (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6)
 
 
 @functools.lru_cache(maxsize=None)
-def _experts_op(name: str):
-    return next(op for op in build_graph(load_model_config(name)).layer_ops(0) if op.kind is OpKind.MOE_EXPERTS)
+def _experts_op(name: str, tp: int = 1, ep: int = 1):
+    graph = build_graph(load_model_config(name))
+    if ep > 1:
+        graph = apply_tp(graph, tp, ep)
+    return next(op for op in graph.layer_ops(0) if op.kind is OpKind.MOE_EXPERTS)
+
+
+def fit_moe_ep(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float]:
+    """``(moe_ep_efficiency, rms log error)`` in steps of 0.01 over ``[0.20, 1.50]`` minimizing the mean squared log
+    ratio of :func:`modelled_s` to the measured expert-parallel ``samples``, the entry's other terms (its
+    ``moe_efficiency`` and ``moe_overhead_us`` among them) as they are."""
+    best = (1.0, math.inf)
+    for pct in range(20, 151):
+        g = gpu.model_copy(update={"moe_ep_efficiency": pct / 100})
+        err = math.sqrt(sum(math.log(modelled_s(g, s) / s.measured_s) ** 2 for s in samples) / len(samples))
+        if err < best[1]:
+            best = (pct / 100, err)
+    return best
 
 
 def fit_moe(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float, float]:

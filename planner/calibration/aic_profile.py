@@ -166,9 +166,10 @@ def pcie_x8_scale(l40s_allreduce: dict) -> float:
 
 def moe_terms(system: str, kernel: dict) -> dict | None:
     """``moe_efficiency`` and ``moe_overhead_us`` of ``system`` fitted to its measured vLLM fused-MoE table with the
-    entry's other terms as ``kernel`` sets them (:mod:`~seesaw.planner.calibration.aic_moe`), and their source;
-    None when the system has no such table."""
-    from seesaw.planner.calibration.aic_moe import fit_moe, moe_samples  # noqa: PLC0415
+    entry's other terms as ``kernel`` sets them (:mod:`~seesaw.planner.calibration.aic_moe`), then
+    ``moe_ep_efficiency`` to the table's expert-parallel rows with those two set, and their source; None when the
+    system has no such table."""
+    from seesaw.planner.calibration.aic_moe import fit_moe, fit_moe_ep, moe_ep_samples, moe_samples  # noqa: PLC0415
     from seesaw.planner.hardware.catalog import load_catalog  # noqa: PLC0415
 
     try:
@@ -179,10 +180,13 @@ def moe_terms(system: str, kernel: dict) -> dict | None:
         return None
     gpu = load_catalog()[kernel["name"]].model_copy(update={k: v for k, v in kernel.items() if k != "name"})
     eff, over, err = fit_moe(gpu, samples)
-    return {"moe_efficiency": eff, "moe_overhead_us": over,
+    ep_samples = moe_ep_samples(system)
+    ep_eff, ep_err = fit_moe_ep(gpu.model_copy(update={"moe_efficiency": eff, "moe_overhead_us": over}), ep_samples)
+    return {"moe_efficiency": eff, "moe_overhead_us": over, "moe_ep_efficiency": ep_eff,
             "source": (f"fitted by planner/calibration/aic_moe.py to {len(samples)} measured MoE layers (Mixtral-8x7B, "
                        f"Qwen3-30B-A3B, Qwen3-235B-A22B shapes; bf16, balanced routing, TP 1-8) of {table.cite()}: "
-                       f"RMS log error {err:.3f}")}
+                       f"RMS log error {err:.3f}; moe_ep_efficiency to its {len(ep_samples)} expert-parallel layers "
+                       f"(EP 2-8, no TP inside the experts): RMS log error {ep_err:.3f}")}
 
 
 def catalog_terms() -> dict[str, dict]:

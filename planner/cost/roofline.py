@@ -60,7 +60,8 @@ def roofline_s(compute_s: float, memory_s: float, overlap: float) -> float:
 
 
 def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | None = None,
-                  attention: bool = False, lm_head: bool = False, fp8: bool = False, moe: bool = False) -> float:
+                  attention: bool = False, lm_head: bool = False, fp8: bool = False, moe: bool = False,
+                  moe_ep: bool = False) -> float:
     """Time (s) of one kernel of ``flops`` FLOPs moving ``nbytes`` bytes, without fixed overheads.
 
     ``max(c, m) + (1 - gpu.compute_memory_overlap) * min(c, m)``, ``c = flops / F``, ``m = nbytes / B_eff``;
@@ -68,7 +69,8 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     ``F = F_eff * attention_efficiency`` and ``B_eff * attention_memory_efficiency``, else ``F = F_eff``; a GEMM of more
     than one row moves ``nbytes * (1 + matmul_pack_ratio)`` (weight packing, GotoBLAS-style); the lm head's GEMM
     (``lm_head``) runs both rates at ``lm_head_efficiency``; a fused mixture-of-experts kernel (``moe``) computes at
-    ``moe_efficiency`` of the GEMM rate; an FP8 x FP8 GEMM (``fp8``) starts from
+    ``moe_efficiency`` of the GEMM rate, an expert-parallel one (``moe_ep``) ``moe_ep_efficiency`` of that; an FP8 x
+    FP8 GEMM (``fp8``) starts from
     ``gpu.achievable_fp8_flops`` (the bf16 rate on GPUs without FP8 tensor cores). The calibration fit
     (:mod:`seesaw.planner.calibration.fit`) uses this very function.
     """
@@ -83,7 +85,7 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
         rate *= gpu.lm_head_efficiency
         bandwidth *= gpu.lm_head_efficiency
     if moe:
-        rate *= gpu.moe_efficiency
+        rate *= gpu.moe_efficiency * (gpu.moe_ep_efficiency if moe_ep else 1.0)
     c = flops / rate if flops else 0.0
     m = nbytes / bandwidth
     if gemm_rows is not None and gemm_rows > 1:
@@ -120,7 +122,8 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
         nbytes = op.device_bytes(shape, tp, dtype)
         rows = gemm_rows(op, shape)
         total += kernel_time_s(flops, nbytes, gpu, rows, attention, op.kind == OpKind.LM_HEAD,
-                               op.dims.get("gemm_dtype") == "fp8", op.kind == OpKind.MOE_EXPERTS)
+                               op.dims.get("gemm_dtype") == "fp8", op.kind == OpKind.MOE_EXPERTS,
+                               op.dims.get("ep", 1) > 1)
         if attention:
             total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
     if not total:
