@@ -82,15 +82,16 @@ def moe_ep_samples(system: str) -> list[MoeSample]:
 
 
 def modelled_s(gpu: GPUSpec, sample: MoeSample) -> float:
-    """The planner's time (s) of the sample's MoE layer on ``gpu`` (its ``moe_efficiency``, ``moe_ep_efficiency``
-    and ``moe_overhead_us`` included; balanced routing: no busiest-group excess)."""
+    """The planner's time (s) of the sample's MoE layer on ``gpu`` (its ``moe_efficiency`` and ``moe_overhead_us``
+    included, for an expert-parallel sample ``moe_ep_efficiency`` and ``moe_ep_overhead_us`` too; balanced routing:
+    no busiest-group excess)."""
     from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s  # noqa: PLC0415
 
     op = _experts_op(sample.model, sample.tp, sample.ep)
     shape = PassShape(sample.tokens, 1, 1)
     return (kernel_time_s(op.flops(shape, sample.tp), op.device_bytes(shape, sample.tp, gpu.dtype_bytes), gpu,
                           gemm_rows(op, shape), moe=True, moe_ep=sample.ep > 1)
-            + (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6)
+            + (gpu.op_overhead_us + gpu.moe_overhead_us + (gpu.moe_ep_overhead_us if sample.ep > 1 else 0.0)) * 1e-6)
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,16 +102,29 @@ def _experts_op(name: str, tp: int = 1, ep: int = 1):
     return next(op for op in graph.layer_ops(0) if op.kind is OpKind.MOE_EXPERTS)
 
 
-def fit_moe_ep(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float]:
-    """``(moe_ep_efficiency, rms log error)`` in steps of 0.01 over ``[0.20, 1.50]`` minimizing the mean squared log
-    ratio of :func:`modelled_s` to the measured expert-parallel ``samples``, the entry's other terms (its
-    ``moe_efficiency`` and ``moe_overhead_us`` among them) as they are."""
-    best = (1.0, math.inf)
-    for pct in range(20, 151):
-        g = gpu.model_copy(update={"moe_ep_efficiency": pct / 100})
-        err = math.sqrt(sum(math.log(modelled_s(g, s) / s.measured_s) ** 2 for s in samples) / len(samples))
-        if err < best[1]:
-            best = (pct / 100, err)
+def fit_moe_ep(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float, float]:
+    """``(moe_ep_efficiency, moe_ep_overhead_us, rms log error)`` minimizing the mean squared log ratio of
+    :func:`modelled_s` to the measured expert-parallel ``samples`` over a grid (efficiency in steps of 0.01 in
+    ``[0.20, 1.50]``, overhead in steps of 1 us in ``[0, 100]``), the entry's other terms (its ``moe_efficiency``
+    and ``moe_overhead_us`` among them) as they are."""
+    from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s, roofline_s  # noqa: PLC0415
+
+    base = gpu.model_copy(update={"moe_ep_efficiency": 1.0, "moe_ep_overhead_us": 0.0})
+    parts = []  # (compute s at moe_ep_efficiency 1, memory s, measured s)
+    for s in samples:
+        op, shape = _experts_op(s.model, s.tp, s.ep), PassShape(s.tokens, 1, 1)
+        rows = gemm_rows(op, shape)
+        parts.append((kernel_time_s(op.flops(shape, s.tp), 0.0, base, rows, moe=True, moe_ep=True),
+                      kernel_time_s(0.0, op.device_bytes(shape, s.tp, gpu.dtype_bytes), base, rows, moe=True,
+                                    moe_ep=True), s.measured_s))
+    best, fixed = (1.0, 0.0, math.inf), (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6
+    for eff_pct in range(20, 151):
+        for over_us in range(0, 101):
+            eff, over = eff_pct / 100, over_us * 1e-6
+            err = math.sqrt(sum(math.log((roofline_s(c / eff, m, gpu.compute_memory_overlap) + fixed + over) / t)
+                                ** 2 for c, m, t in parts) / len(parts))
+            if err < best[2]:
+                best = (eff, float(over_us), err)
     return best
 
 

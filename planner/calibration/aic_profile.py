@@ -167,7 +167,7 @@ def pcie_x8_scale(l40s_allreduce: dict) -> float:
 def moe_terms(system: str, kernel: dict) -> dict | None:
     """``moe_efficiency`` and ``moe_overhead_us`` of ``system`` fitted to its measured vLLM fused-MoE table with the
     entry's other terms as ``kernel`` sets them (:mod:`~seesaw.planner.calibration.aic_moe`), then
-    ``moe_ep_efficiency`` to the table's expert-parallel rows with those two set, and their source; None when the
+    ``moe_ep_efficiency`` and ``moe_ep_overhead_us`` to the table's expert-parallel rows with those two set, and their source; None when the
     system has no such table."""
     from seesaw.planner.calibration.aic_moe import fit_moe, fit_moe_ep, moe_ep_samples, moe_samples  # noqa: PLC0415
     from seesaw.planner.hardware.catalog import load_catalog  # noqa: PLC0415
@@ -181,11 +181,12 @@ def moe_terms(system: str, kernel: dict) -> dict | None:
     gpu = load_catalog()[kernel["name"]].model_copy(update={k: v for k, v in kernel.items() if k != "name"})
     eff, over, err = fit_moe(gpu, samples)
     ep_samples = moe_ep_samples(system)
-    ep_eff, ep_err = fit_moe_ep(gpu.model_copy(update={"moe_efficiency": eff, "moe_overhead_us": over}), ep_samples)
-    return {"moe_efficiency": eff, "moe_overhead_us": over, "moe_ep_efficiency": ep_eff,
+    ep_eff, ep_over, ep_err = fit_moe_ep(gpu.model_copy(update={"moe_efficiency": eff, "moe_overhead_us": over}),
+                                         ep_samples)
+    return {"moe_efficiency": eff, "moe_overhead_us": over, "moe_ep_efficiency": ep_eff, "moe_ep_overhead_us": ep_over,
             "source": (f"fitted by planner/calibration/aic_moe.py to {len(samples)} measured MoE layers (Mixtral-8x7B, "
                        f"Qwen3-30B-A3B, Qwen3-235B-A22B shapes; bf16, balanced routing, TP 1-8) of {table.cite()}: "
-                       f"RMS log error {err:.3f}; moe_ep_efficiency to its {len(ep_samples)} expert-parallel layers "
+                       f"RMS log error {err:.3f}; moe_ep_efficiency and moe_ep_overhead_us to its {len(ep_samples)} expert-parallel layers "
                        f"(EP 2-8, no TP inside the experts): RMS log error {ep_err:.3f}")}
 
 

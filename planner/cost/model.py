@@ -117,19 +117,36 @@ class CostModel:
             for ep in valid_ep_degrees(self.cfg, tp)
         ]
 
-    def candidate_layouts(self, dp: int) -> list[Layout]:
-        """The layouts of :meth:`layouts` the search considers: per ``(dp, tp, pp)`` only the smallest ``ep`` the
-        model allows. At a given ``tp`` expert parallelism holds the same expert bytes per rank and ends with the
-        same all-reduce as tensor parallelism inside the experts, and its busiest expert group has more than its
-        share of the pairs (:func:`~seesaw.planner.cost.moe_balance.ep_imbalance`, increasing in ``ep``), so a
-        larger ``ep`` never costs less; it pays only where a smaller one is refused (an FP8 checkpoint's
-        expert blocks that ``tp``-way TP would cut). A pinned layout may still name any of :meth:`layouts`."""
-        out: dict[tuple[int, int, int], Layout] = {}
+    #: The representative batches that pick a phase's expert-parallel degree (:meth:`candidate_layouts`).
+    EP_PICK_PREFILL_TOKENS = 4096
+    EP_PICK_DECODE_SEQS = 128
+
+    def candidate_layouts(self, dp: int, phase: str = "static") -> list[Layout]:
+        """The layouts of :meth:`layouts` the search considers for ``phase`` (``prefill``, ``decode`` or
+        ``static``): per ``(dp, tp, pp)`` one ``ep``, the one whose decoder layer this model times fastest at a
+        representative batch of the phase (:attr:`EP_PICK_PREFILL_TOKENS` prompt tokens, :attr:`EP_PICK_DECODE_SEQS`
+        decoding sequences, their sum for ``static``, where only the layouts the model's serving engine runs
+        count: :meth:`EngineSpec.runs_layout`; ties to the smaller ``ep``). The variants differ by a few
+        percent (the busiest group's excess and the EP kernel's rate against the activation rows a group gathers)
+        or by the TP degrees only EP allows; keeping them all would fill the simulated shortlist with near-copies
+        of one layout. A pinned layout may still name any of :meth:`layouts`. Raises ValueError for another
+        ``phase``."""
+        if phase not in ("prefill", "decode", "static"):
+            raise ValueError(f"phase must be prefill, decode or static, got {phase!r}")
+        groups: dict[tuple[int, int, int], list[Layout]] = {}
         for lay in self.layouts(dp):
-            key = (lay.dp, lay.tp, lay.pp)
-            if key not in out or lay.ep < out[key].ep:
-                out[key] = lay
-        return list(out.values())
+            if phase == "static" and self.engine is not None and not self.engine.runs_layout(lay.tp, lay.ep):
+                continue  # the static baseline is a layout its engine can run
+            groups.setdefault((lay.dp, lay.tp, lay.pp), []).append(lay)
+        work = self.replica_work(dp)
+        parts = {"prefill": prefill_part(work, self.EP_PICK_PREFILL_TOKENS),
+                 "decode": decode_part(work, self.EP_PICK_DECODE_SEQS)}
+        chosen = ("prefill", "decode") if phase == "static" else (phase,)
+
+        def layer_ns(lay: Layout) -> tuple[int, int]:
+            return sum(self.stage_cost(lay, (parts[p],)).layer_ns for p in chosen), lay.ep
+
+        return [opts[0] if len(opts) == 1 else min(opts, key=layer_ns) for opts in groups.values()]
 
     def dp_degrees(self) -> list[int]:
         return [d for d in range(1, self.cluster.num_gpus + 1) if self.cluster.num_gpus % d == 0 and self.layouts(d)]

@@ -105,8 +105,8 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
     Attention is costed per part (a prefill chunk and decode sequences attend over different contexts)
     plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
     adds ``op_overhead_us`` once, elementwise ops (neither GEMM nor attention) ``elementwise_overhead_us``
-    more, attention ``attention_overhead_us`` more, a mixture of experts ``moe_overhead_us`` more. An
-    expert-parallel mixture of experts computes the busiest expert group's pairs
+    more, attention ``attention_overhead_us`` more, a mixture of experts ``moe_overhead_us`` more (an
+    expert-parallel one ``moe_ep_overhead_us`` more again). An expert-parallel mixture of experts computes the busiest expert group's pairs
     (:func:`~seesaw.planner.cost.moe_balance.ep_imbalance` times the balanced share; its bytes stay the
     balanced ones: a decode step reads the experts it touches whatever their load).
     """
@@ -129,7 +129,8 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
     if not total:
         return 0.0
     fixed_us = gpu.op_overhead_us + (gpu.attention_overhead_us if attention else
-                                     gpu.moe_overhead_us if op.kind == OpKind.MOE_EXPERTS else
+                                     gpu.moe_overhead_us + gpu.moe_ep_overhead_us * (_busiest_group(op) > 1)
+                                     if op.kind == OpKind.MOE_EXPERTS else
                                      0.0 if op.kind in GEMM_KINDS else gpu.elementwise_overhead_us)
     return total + fixed_us * 1e-6
 

@@ -51,7 +51,7 @@ CURVE_FIELDS: tuple[str, ...] = ("allreduce_us", "allgather_us")
 FP8_FIELDS: tuple[str, ...] = ("fp8_tflops",)
 # Optional fused mixture-of-experts kernel terms (defaults: the dense GEMM's rate, no fixed cost); an entry that
 # sets them to other values must name a source for "moe" (a calibration profile writes the defaults).
-MOE_FIELDS: tuple[str, ...] = ("moe_efficiency", "moe_overhead_us", "moe_ep_efficiency")
+MOE_FIELDS: tuple[str, ...] = ("moe_efficiency", "moe_overhead_us", "moe_ep_efficiency", "moe_ep_overhead_us")
 
 
 class GPUSpec(BaseModel):
@@ -114,6 +114,8 @@ class GPUSpec(BaseModel):
     moe_ep_efficiency: float = Field(1.0, gt=0, le=1.5, description=(
         "an expert-parallel fused mixture-of-experts kernel's FLOP rate as a share of the tensor-parallel one "
         "(moe_efficiency's): whole experts on a rank, all tokens in, the other groups' experts masked out"))
+    moe_ep_overhead_us: float = Field(0.0, ge=0, description=(
+        "extra fixed time per expert-parallel mixture-of-experts layer (mapping the routed experts to the local ones)"))
     op_overhead_us: float = Field(0.0, ge=0, description="fixed time per compute op (kernel launch / dispatch)")
     elementwise_overhead_us: float = Field(0.0, ge=0, description=(
         "extra fixed time per elementwise op (embedding, RMSNorm, RoPE, SiLU-mul, residual add, sampling) on "

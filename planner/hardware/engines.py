@@ -46,7 +46,15 @@ class EngineSpec(BaseModel):
         "preempt: KV blocks are allocated as tokens are computed and a request that finds none preempts "
         "another (vLLM); reserve: a request is admitted only when blocks for its prompt and all its output "
         "are free, and nothing is preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)"))
+    expert_parallel: Literal["tp-group", "any"] = Field("any", description=(
+        "the expert-parallel layouts the engine runs: tp-group, EP over the whole TP group with whole experts "
+        "(vLLM's --enable-expert-parallel: ep = 1 or ep = tp), or any ep dividing tp with the experts "
+        "tensor-parallel inside each group (TensorRT-LLM's --ep_size, SGLang's --ep-size)"))
     source: dict[str, str]
+
+    def runs_layout(self, tp: int, ep: int) -> bool:
+        """Whether the engine can run ``ep``-way expert parallelism inside a ``tp``-way TP group."""
+        return self.expert_parallel == "any" or ep in (1, tp)
 
     def host_s(self, requests: int) -> float:
         """Host seconds of one step scheduling ``requests`` requests."""

@@ -88,14 +88,14 @@ class SearchSpace:
             return [self.prefill_pin] if self.prefill_pin.dp == dp else []
         if self.options.static and self.decode_pin:
             return [self.decode_pin] if self.decode_pin.dp == dp else []
-        return self.cost.candidate_layouts(dp)
+        return self.cost.candidate_layouts(dp, "prefill")
 
     def decode_layouts(self, dp: int) -> list[Layout]:
         if self.decode_pin:
             return [self.decode_pin] if self.decode_pin.dp == dp else []
         if self.options.static and self.prefill_pin:
             return [self.prefill_pin] if self.prefill_pin.dp == dp else []
-        return self.cost.candidate_layouts(dp)
+        return self.cost.candidate_layouts(dp, "decode")
 
     def static_layouts(self, dp: int) -> list[Layout]:
         """Single-layout candidates. The best static plan is the baseline vLLM would run, so pins do not
@@ -104,7 +104,7 @@ class SearchSpace:
             pin = self.prefill_pin or self.decode_pin
             if pin:
                 return [pin] if pin.dp == dp else []
-        return self.cost.candidate_layouts(dp)
+        return self.cost.candidate_layouts(dp, "static")
 
     def prefill_tokens_grid(self, dp: int) -> list[int]:
         """Prefill batch sizes (tokens): powers of two from the longest prompt up to the replica's total."""

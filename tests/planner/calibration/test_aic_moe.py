@@ -34,17 +34,18 @@ def test_fitted_h100_entry_beats_the_dense_rate_on_the_measured_table():
     assert rms(fitted) < 0.2 < rms(dense)
 
 
-def test_expert_parallel_fit_recovers_its_term_and_the_fitted_entry_beats_the_tp_rate():
-    """moe_ep_efficiency: recovered from samples it made; on H100's 216 measured expert-parallel layers (EP 2-8,
-    balanced) the fitted entry (0.60) models them better than the tensor-parallel rate (1.0)."""
+def test_expert_parallel_fit_recovers_its_terms_and_the_fitted_entry_beats_the_tp_rate():
+    """moe_ep_efficiency and moe_ep_overhead_us: recovered from samples they made; on H100's 216 measured
+    expert-parallel layers (EP 2-8, balanced) the fitted entry (0.62, 14 us) models them better than the
+    tensor-parallel terms alone."""
     from seesaw.planner.calibration.aic_moe import fit_moe_ep, moe_ep_samples
 
     fitted = get_gpu("H100-SXM")
-    made = fitted.model_copy(update={"moe_ep_efficiency": 0.7})
-    shapes = [MoeSample(m, t, ep, 0.0, ep) for m in ("qwen3-30b-a3b", "qwen3-235b-a22b") for t in (64, 4096, 16384)
+    made = fitted.model_copy(update={"moe_ep_efficiency": 0.7, "moe_ep_overhead_us": 9.0})
+    shapes = [MoeSample(m, t, ep, 0.0, ep) for m in ("qwen3-30b-a3b", "qwen3-235b-a22b") for t in (1, 64, 4096, 16384)
               for ep in (2, 8)]
-    eff, err = fit_moe_ep(fitted, [MoeSample(s.model, s.tokens, s.tp, modelled_s(made, s), s.ep) for s in shapes])
-    assert eff == 0.7 and err < 1e-9
+    eff, over, err = fit_moe_ep(fitted, [MoeSample(s.model, s.tokens, s.tp, modelled_s(made, s), s.ep) for s in shapes])
+    assert (eff, over) == (0.7, 9.0) and err < 1e-9
     samples = moe_ep_samples("h100_sxm")
     assert len(samples) == 216 and {s.ep for s in samples} == {2, 4, 8}
     assert not any(s.model == "mixtral-8x7b" and s.ep == 8 for s in samples)  # one expert < top-2: capped rows
@@ -52,5 +53,6 @@ def test_expert_parallel_fit_recovers_its_term_and_the_fitted_entry_beats_the_tp
     def rms(gpu) -> float:
         return math.sqrt(sum(math.log(modelled_s(gpu, s) / s.measured_s) ** 2 for s in samples) / len(samples))
 
-    assert fitted.moe_ep_efficiency == 0.6
-    assert rms(fitted) < 0.23 < 0.29 < rms(fitted.model_copy(update={"moe_ep_efficiency": 1.0}))
+    assert (fitted.moe_ep_efficiency, fitted.moe_ep_overhead_us) == (0.62, 14.0)
+    tp_terms = fitted.model_copy(update={"moe_ep_efficiency": 1.0, "moe_ep_overhead_us": 0.0})
+    assert rms(fitted) < 0.21 < 0.29 < rms(tp_terms)

@@ -84,18 +84,24 @@ def test_host_buffer_bound(cost):
     assert host_buffer_max_tokens(cost, 2, resharding=False) == static_h // 2
 
 
-def test_expert_parallel_layouts_cost_the_busiest_group_and_search_only_the_needed_ones():
-    """Qwen3-235B-A22B-FP8 on 8xH100: TP 8 needs EP (FP8 blocks), so the search sees tp8ep2 (the smallest EP,
-    the least skew) and no other tp8; at tp4 it sees ep1 only. EP holds the same bytes per rank as TP and its
-    prefill layer is slower by the busiest group's excess; a pinned tp8ep8 stays a valid layout."""
+def test_expert_parallel_layouts_cost_the_busiest_group_and_search_one_ep_per_phase():
+    """Qwen3-235B-A22B-FP8 on 8xH100: TP 8 needs EP (FP8 blocks), so every tp8 layout the search sees has an ep;
+    at tp4, where TP alone splits the experts, decode keeps ep 1 (the EP kernel's fitted overhead outweighs the
+    rows it saves at 128 sequences). EP holds the same bytes per rank as TP and its prefill layer is slower;
+    every valid ep stays a layout a user may pin."""
     from seesaw.ir.ops import OpKind  # noqa: PLC0415
     from seesaw.planner.cost.moe_balance import ep_imbalance  # noqa: PLC0415
     from seesaw.planner.cost.roofline import compute_op_s  # noqa: PLC0415
 
     cost = CostModel(load_model_config("qwen3-235b-a22b-fp8"), load_cluster("8xH100-SXM"), load_workload("sharegpt:50"))
-    everything, searched = cost.layouts(1), cost.candidate_layouts(1)
-    assert {str(lay) for lay in everything if lay.tp == 8} == {"tp8ep2", "tp8ep4", "tp8ep8"}
-    assert {str(lay) for lay in searched if lay.tp >= 4} == {"tp8ep2", "tp4pp2"}
+    assert {str(lay) for lay in cost.layouts(1) if lay.tp == 8} == {"tp8ep2", "tp8ep4", "tp8ep8"}
+    for phase in ("prefill", "decode", "static"):
+        searched = cost.candidate_layouts(1, phase)
+        assert len(searched) == len({(lay.tp, lay.pp) for lay in cost.layouts(1)})  # one ep per (dp, tp, pp)
+        assert all(lay.ep > 1 for lay in searched if lay.tp == 8)
+    assert "tp4pp2" in {str(lay) for lay in cost.candidate_layouts(1, "decode")}
+    with pytest.raises(ValueError):
+        cost.candidate_layouts(1, "mixed")
     assert cost.memory_terms(4, 4).layer_weight_bytes == cost.memory_terms(4, 1).layer_weight_bytes
     part = prefill_part(cost.replica_work(1), 8192)
     t = {ep: compute_op_s(next(op for op in cost.tp_graph(4, ep).layer_ops(0) if op.kind is OpKind.MOE_EXPERTS),
