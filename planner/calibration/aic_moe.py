@@ -14,6 +14,12 @@ else (rates, ``matmul_half_rows``) as the entry has it:
 
 The fit minimizes the mean squared log ratio of modelled to measured latency over a grid (efficiency in steps
 of 0.01, overhead in steps of 1 us), so no single large shape dominates.
+
+Expert parallelism, from the same table: ``moe_ep_efficiency`` and ``moe_ep_overhead_us`` (:func:`fit_moe_ep`) fitted
+the same way to the balanced rows with ``moe_tp_size`` 1 and ``moe_ep_size`` 2-8 (the planner's ``tp{n}ep{n}``),
+with the two terms above set; and the per-expert load's coefficient of variation behind
+:func:`~seesaw.planner.cost.moe_balance.ep_imbalance` (:func:`fit_load_cv`) from the ratio of the busiest rank's
+latency under AIConfigurator's power-law routing to the balanced one (:func:`ep_imbalance_samples`).
 """
 from __future__ import annotations
 
@@ -107,46 +113,38 @@ def fit_moe_ep(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float, fl
     :func:`modelled_s` to the measured expert-parallel ``samples`` over a grid (efficiency in steps of 0.01 in
     ``[0.20, 1.50]``, overhead in steps of 1 us in ``[0, 100]``), the entry's other terms (its ``moe_efficiency``
     and ``moe_overhead_us`` among them) as they are."""
-    from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s, roofline_s  # noqa: PLC0415
-
     base = gpu.model_copy(update={"moe_ep_efficiency": 1.0, "moe_ep_overhead_us": 0.0})
-    parts = []  # (compute s at moe_ep_efficiency 1, memory s, measured s)
-    for s in samples:
-        op, shape = _experts_op(s.model, s.tp, s.ep), PassShape(s.tokens, 1, 1)
-        rows = gemm_rows(op, shape)
-        parts.append((kernel_time_s(op.flops(shape, s.tp), 0.0, base, rows, moe=True, moe_ep=True),
-                      kernel_time_s(0.0, op.device_bytes(shape, s.tp, gpu.dtype_bytes), base, rows, moe=True,
-                                    moe_ep=True), s.measured_s))
-    best, fixed = (1.0, 0.0, math.inf), (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6
-    for eff_pct in range(20, 151):
-        for over_us in range(0, 101):
-            eff, over = eff_pct / 100, over_us * 1e-6
-            err = math.sqrt(sum(math.log((roofline_s(c / eff, m, gpu.compute_memory_overlap) + fixed + over) / t)
-                                ** 2 for c, m, t in parts) / len(parts))
-            if err < best[2]:
-                best = (eff, float(over_us), err)
-    return best
+    return _grid_fit(base, samples, (gpu.op_overhead_us + gpu.moe_overhead_us) * 1e-6, 150, moe_ep=True)
 
 
 def fit_moe(gpu: GPUSpec, samples: list[MoeSample]) -> tuple[float, float, float]:
     """``(moe_efficiency, moe_overhead_us, rms log error)`` minimizing the mean squared log ratio of
     :func:`modelled_s` to the measured latency over ``samples`` (the entry's own two terms are ignored)."""
+    base = gpu.model_copy(update={"moe_efficiency": 1.0, "moe_overhead_us": 0.0})
+    return _grid_fit(base, samples, gpu.op_overhead_us * 1e-6, 100, moe_ep=False)
+
+
+def _grid_fit(base: GPUSpec, samples: list[MoeSample], fixed_s: float, max_eff_pct: int,
+              moe_ep: bool) -> tuple[float, float, float]:
+    """``(efficiency, overhead us, rms log error)``: the grid point (efficiency 0.20 to ``max_eff_pct / 100`` in
+    steps of 0.01, overhead 0 to 100 us in steps of 1) whose roofline time ``roofline(c / eff, m) + fixed_s +
+    overhead`` best matches the samples, ``c`` and ``m`` being each sample's compute and memory sides on ``base``
+    (the fitted efficiency 1, its overhead 0)."""
     from seesaw.planner.cost.roofline import gemm_rows, kernel_time_s, roofline_s  # noqa: PLC0415
 
-    base = gpu.model_copy(update={"moe_efficiency": 1.0, "moe_overhead_us": 0.0})
     parts = []  # (compute s at efficiency 1, memory s, measured s): the roofline's two sides of each sample
     for s in samples:
-        op, shape = _experts_op(s.model), PassShape(s.tokens, 1, 1)
+        op, shape = _experts_op(s.model, s.tp, s.ep), PassShape(s.tokens, 1, 1)
         rows = gemm_rows(op, shape)
-        parts.append((kernel_time_s(op.flops(shape, s.tp), 0.0, base, rows, moe=True),
-                      kernel_time_s(0.0, op.device_bytes(shape, s.tp, gpu.dtype_bytes), base, rows, moe=True),
-                      s.measured_s))
-    best, fixed = (1.0, 0.0, math.inf), gpu.op_overhead_us * 1e-6
-    for eff_pct in range(20, 101):
+        parts.append((kernel_time_s(op.flops(shape, s.tp), 0.0, base, rows, moe=True, moe_ep=moe_ep),
+                      kernel_time_s(0.0, op.device_bytes(shape, s.tp, base.dtype_bytes), base, rows, moe=True,
+                                    moe_ep=moe_ep), s.measured_s))
+    best = (1.0, 0.0, math.inf)
+    for eff_pct in range(20, max_eff_pct + 1):
         for over_us in range(0, 101):
             eff, over = eff_pct / 100, over_us * 1e-6
-            err = math.sqrt(sum(math.log((roofline_s(c / eff, m, gpu.compute_memory_overlap) + fixed + over) / t)
-                                    ** 2 for c, m, t in parts) / len(parts))
+            err = math.sqrt(sum(math.log((roofline_s(c / eff, m, base.compute_memory_overlap) + fixed_s + over) / t)
+                                ** 2 for c, m, t in parts) / len(parts))
             if err < best[2]:
                 best = (eff, float(over_us), err)
     return best

@@ -265,3 +265,9 @@ def test_schedule_values_the_runtime_cannot_run_are_refused(pp2_tp2_data, key, v
         pp2_tp2_data["summary"][key] = value
     e = _err(pp2_tp2_data)
     assert e.field == f"schedule.{key}" and text in e.problem
+
+
+def test_an_expert_parallel_degree_that_does_not_divide_tp_is_refused(pp2_tp2_data):
+    pp2_tp2_data["decode"]["layout"]["ep"] = 3
+    e = _err(pp2_tp2_data)
+    assert e.field.startswith("decode.layout") and "ep=3" in e.problem

@@ -108,3 +108,17 @@ def test_expert_parallel_layouts_cost_the_busiest_group_and_search_one_ep_per_ph
                           [part], 4, cost.cluster) for ep in (1, 4)}
     assert t[4] > t[1]  # the busiest group's excess and the measured expert-parallel kernel rate
     assert ep_imbalance(128, 4) > 1 and cost.cluster.gpu.moe_ep_efficiency < 1
+
+
+def test_the_search_picks_expert_parallelism_where_its_terms_win():
+    """With an EP kernel as fast as the TP one (moe_ep_efficiency 1, no extra overhead), a Qwen3-30B-A3B decode
+    step at tp4 gathers a quarter of the rows under ep4 and nothing else changes in memory-bound decode: the
+    decode search takes ep4, where the measured terms keep ep 1."""
+    cluster = load_cluster("8xH100-SXM")
+    gpu = cluster.gpu.model_copy(update={"moe_ep_efficiency": 1.0, "moe_ep_overhead_us": 0.0})
+    fast_ep = CostModel(load_model_config("qwen3-30b-a3b"), build_cluster(gpu, 8, "test", "test"),
+                        load_workload("sharegpt:50"))
+    decode = {str(lay) for lay in fast_ep.candidate_layouts(1, "decode")}
+    assert "tp4ep4pp2" in decode and "tp4pp2" not in decode
+    measured = CostModel(load_model_config("qwen3-30b-a3b"), cluster, load_workload("sharegpt:50"))
+    assert "tp4pp2" in {str(lay) for lay in measured.candidate_layouts(1, "decode")}
