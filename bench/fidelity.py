@@ -47,7 +47,8 @@ def published_section(path: Path, only: list[str], md: list[str], console: Conso
     for r in rows:
         p = predict_run(r)
         preds.append(p)
-        lay = f"{r.num_gpus}x tp{r.tp} pp{r.pp}" + (f" dp{r.dp}" if r.dp > 1 else "")
+        lay = (f"{r.num_gpus}x tp{r.tp} pp{r.pp}" + (f" dp{r.dp}" if r.dp > 1 else "")
+               + (f" ep{r.ep}" if r.ep > 1 else ""))
         cells = [r.id, f"{r.engine} {r.engine_version or ''}".strip(), r.gpu, lay, r.workload, r.metric,
                  f"{r.value:,.1f}", _pct(p.error("closed_form")), _pct(p.error("simulated"))]
         t.add_row(*cells, p.knobs)

@@ -66,6 +66,7 @@ class PublishedRun(BaseModel):
     value: float
     group: str | None = None
     notes: str = ""
+    ep: int = 1  # expert-parallel groups inside each TP group (vLLM's --enable-expert-parallel: ep = tp)
 
 
 def load_published(path: str | Path) -> list[PublishedRun]:
@@ -123,7 +124,7 @@ def predict_run(run: PublishedRun) -> RunPrediction:
         return RunPrediction(run, None, None, f"no prediction: model config {run.seesaw_model!r} not available")
     cluster = load_cluster(f"{run.num_gpus}x{run.gpu}")
     wl = load_workload(run.workload)
-    opts = SearchOptions(prefill=Layout(run.dp, run.tp, run.pp), static=True)
+    opts = SearchOptions(prefill=Layout(run.dp, run.tp, run.pp, run.ep), static=True)
     out: dict[str, float | None] = {}
     knobs = ""
     for key, simulate in (("closed_form", False), ("simulated", True)):
@@ -160,7 +161,7 @@ def rankings(preds: list[RunPrediction]) -> list[GroupRanking]:
             groups.setdefault(p.run.group, []).append(p)
     out = []
     for name, members in sorted(groups.items()):
-        layouts = {(m.run.num_gpus, m.run.tp, m.run.pp, m.run.dp) for m in members}
+        layouts = {(m.run.num_gpus, m.run.tp, m.run.pp, m.run.dp, m.run.ep) for m in members}
         if len(members) < 2 or len(layouts) < 2 or any(m.closed_form is None or m.simulated is None for m in members):
             continue
         measured = [m.run.value for m in members]

@@ -25,7 +25,15 @@ def test_every_row_has_a_source_and_a_verbatim_quote_holding_its_value(rows):
         quote = r.quote.replace(",", "")
         shown = {f"{r.value}", f"{r.value:.0f}", f"{r.value:.1f}", f"{r.value:.2f}", f"{r.value:.3f}", f"{r.value:.4f}"}
         assert any(s in quote for s in shown), r.id
-        assert r.tp * r.pp * r.dp == r.num_gpus
+        assert r.tp * r.pp * r.dp == r.num_gpus and r.tp % r.ep == 0
+
+
+def test_expert_parallel_rows_compare_with_tp_on_the_same_machine(rows):
+    """vLLM's --enable-expert-parallel rows (ep = tp) sit in a group with the TP-only run of the same GPUs."""
+    ep_rows = [r for r in rows if r.ep > 1]
+    assert ep_rows and all(r.ep == r.tp for r in ep_rows)
+    grouped = [r for r in ep_rows if r.group]
+    assert grouped and all(any(o.group == r.group and o.ep == 1 and o.tp == r.tp for o in rows) for r in grouped)
 
 
 def test_rows_cover_pcie_nvlink_and_same_machine_layout_comparisons(rows):
