@@ -19,7 +19,7 @@ from seesaw.ir.errors import InputError
 from seesaw.ir.graph import ModelGraph, build_graph
 from seesaw.ir.layout import Layout
 from seesaw.ir.ops import WeightSpec
-from seesaw.ir.sharding import shard_range
+from seesaw.ir.sharding import holds
 
 _GB = 1e9
 _REL_TOL = 1e-6
@@ -148,7 +148,7 @@ def _check_programs(ph: PhasePlan, name: str, layout: Layout, tensors: list[dict
                     raise InputError(f"{at}.peer", f"rank {peer} is not in rank {r.rank}'s pipeline "
                                      f"(same dp_rank and tp_rank)")
                 (sends if ins.op == "send" else recvs)[(r.rank, peer) if ins.op == "send" else (peer, r.rank)] += 1
-        want = {n: w for n, w in tensors[r.pp_rank].items() if _holds(w, r.tp_rank, layout.tp)}
+        want = {n: w for n, w in tensors[r.pp_rank].items() if holds(w, r.tp_rank, layout.tp)}
         for w in r.weight_shards:
             if w not in want:
                 raise InputError(f"{where}.weight_shards[{w}]", f"not a tensor of stage {r.pp_rank}"
@@ -171,7 +171,7 @@ def _check_coverage(ph: PhasePlan, name: str, layout: Layout, tensors: list[dict
         for p in range(layout.pp):
             group = [ph.ranks[layout.rank(d, p, t)] for t in range(layout.tp)]
             for wname, spec in tensors[p].items():
-                members = [m for m in group if _holds(spec, m.tp_rank, layout.tp)]  # an expert: its group only
+                members = [m for m in group if holds(spec, m.tp_rank, layout.tp)]  # an expert: its group only
                 slices: list[ShardSlice | None] = [m.weight_shards[wname] for m in members]
                 if all(s is None for s in slices):
                     continue
@@ -181,12 +181,6 @@ def _check_coverage(ph: PhasePlan, name: str, layout: Layout, tensors: list[dict
                                      f"(null) and sliced entries across TP group {[m.rank for m in members]}")
                 _check_tiling(spec, slices, f"{name}.ranks[{first}].weight_shards[{wname}]",
                               [m.rank for m in members])
-
-
-def _holds(spec: WeightSpec, tp_rank: int, tp: int) -> bool:
-    """Whether the IR gives rank ``tp_rank`` any of ``spec`` (under expert parallelism only its expert group)."""
-    rng = shard_range(spec, tp_rank, tp)
-    return rng is None or rng[2] > rng[1]
 
 
 def _check_tiling(spec: WeightSpec, slices: list, field: str, ranks: list[int]) -> None:

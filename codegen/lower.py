@@ -37,7 +37,7 @@ from seesaw.ir.graph import ModelGraph, build_graph
 from seesaw.ir.layout import Layout
 from seesaw.ir.ops import Op, OpKind, WeightSpec
 from seesaw.ir.passes import lower
-from seesaw.ir.sharding import shard_range
+from seesaw.ir.sharding import holds, shard_range
 from seesaw.planner.decision import PhaseLayout, Prediction, SeesawPlan
 
 _GB = 1e9  # memory_per_gpu_gb is in decimal gigabytes
@@ -92,12 +92,6 @@ def _stage_weights(ops: list[Op]) -> list[WeightSpec]:
     return list(seen.values())
 
 
-def _held(weight: WeightSpec, tp_rank: int, tp: int) -> bool:
-    """Whether rank ``tp_rank`` holds any of ``weight`` (an expert's tensor only in its expert group)."""
-    rng = shard_range(weight, tp_rank, tp)
-    return rng is None or rng[2] > rng[1]
-
-
 def _shard(weight: WeightSpec, tp_rank: int, tp: int) -> ShardSlice | None:
     rng = shard_range(weight, tp_rank, tp)
     if rng is None:
@@ -118,7 +112,7 @@ def _instruction(op: Op, layout: Layout, dp_rank: int, tp_rank: int, tp_group: i
         peer = layout.rank(dp_rank, op.dims["dst_stage"], tp_rank)
     elif kind is OpKind.RECV:
         peer = layout.rank(dp_rank, op.dims["src_stage"], tp_rank)
-    weights = op.weights if layout.ep == 1 else [w for w in op.weights if _held(w, tp_rank, layout.tp)]
+    weights = op.weights if layout.ep == 1 else [w for w in op.weights if holds(w, tp_rank, layout.tp)]
     return Instruction(op=kind.value, name=op.name, layer=op.layer, group=group, peer=peer,
                        weights=[w.name for w in weights])
 
@@ -157,7 +151,7 @@ def build_phase_plan(cfg: ModelConfig, phase: PhaseLayout, field: str = "phase",
         if pp_rank == last:
             program.append(sample)
         shards = {w.name: _shard(w, tp_rank, layout.tp) for w in stage_weights[pp_rank]
-                  if layout.ep == 1 or _held(w, tp_rank, layout.tp)}
+                  if layout.ep == 1 or holds(w, tp_rank, layout.tp)}
         ranks.append(RankPlan(rank=rank, dp_rank=dp_rank, pp_rank=pp_rank, tp_rank=tp_rank,
                               layers=stages[pp_rank], weight_shards=shards, program=program))
     return PhasePlan(layout=_layout_spec(layout),

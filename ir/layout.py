@@ -91,7 +91,7 @@ class Layout:
                 raise InputError(field, f"'{text}': {name} must be >= 1")
         if "ep" in seen:
             seen.setdefault("tp", seen["ep"])
-            if seen["tp"] % seen["ep"]:
-                raise InputError(field, f"'{text}': ep={seen['ep']} must divide tp={seen['tp']} "
-                                        "(experts are split inside a TP group)")
-        return cls(**seen)
+        try:
+            return cls(**seen)
+        except ValueError as err:  # ep does not divide tp
+            raise InputError(field, f"'{text}': {str(err).removeprefix('layout ')}") from None

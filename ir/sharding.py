@@ -78,6 +78,13 @@ def shard_range(weight: WeightSpec, tp_rank: int, tp: int) -> tuple[int, int, in
     raise ValueError(f"unknown shard rule {rule!r}")  # pragma: no cover
 
 
+def holds(weight: WeightSpec, tp_rank: int, tp: int) -> bool:
+    """Whether rank ``tp_rank`` of a ``tp``-way group holds any of ``weight``: false only for an expert's tensor
+    outside the rank's expert group (:func:`shard_range` gives it an empty slice). Raises as :func:`shard_range`."""
+    rng = shard_range(weight, tp_rank, tp)
+    return rng is None or rng[2] > rng[1]
+
+
 def expert_range(experts: int, tp_rank: int, tp: int, ep: int) -> tuple[int, int]:
     """``[start, stop)``: the experts rank ``tp_rank`` of a ``tp``-way group holds under ``ep``-way expert
     parallelism (group ``tp_rank // (tp / ep)`` of ``ep`` contiguous groups, as vLLM places experts without a

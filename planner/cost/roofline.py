@@ -93,10 +93,14 @@ def kernel_time_s(flops: float, nbytes: float, gpu: GPUSpec, gemm_rows: float | 
     return roofline_s(c, m, gpu.compute_memory_overlap)
 
 
+def _ep(op: Op) -> int:
+    """The expert groups of a ``moe_experts`` op (1 without expert parallelism, and for every other op)."""
+    return op.dims.get("ep", 1) if op.kind == OpKind.MOE_EXPERTS else 1
+
+
 def _busiest_group(op: Op) -> float:
     """The busiest expert group's load over the mean for an expert-parallel ``moe_experts`` op, else 1."""
-    ep = op.dims.get("ep", 1) if op.kind == OpKind.MOE_EXPERTS else 1
-    return ep_imbalance(op.dims["experts"], ep) if ep > 1 else 1.0
+    return ep_imbalance(op.dims["experts"], _ep(op)) if _ep(op) > 1 else 1.0
 
 
 def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) -> float:
@@ -106,9 +110,9 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
     plus ``attention_seq_overhead_us`` per sequence; every other op sees the merged token count. Every op
     adds ``op_overhead_us`` once, elementwise ops (neither GEMM nor attention) ``elementwise_overhead_us``
     more, attention ``attention_overhead_us`` more, a mixture of experts ``moe_overhead_us`` more (an
-    expert-parallel one ``moe_ep_overhead_us`` more again). An expert-parallel mixture of experts computes the busiest expert group's pairs
-    (:func:`~seesaw.planner.cost.moe_balance.ep_imbalance` times the balanced share; its bytes stay the
-    balanced ones: a decode step reads the experts it touches whatever their load).
+    expert-parallel one ``moe_ep_overhead_us`` more again). An expert-parallel mixture of experts computes the
+    busiest expert group's pairs (:func:`~seesaw.planner.cost.moe_balance.ep_imbalance` times the balanced share;
+    its bytes stay the balanced ones: a decode step reads the experts it touches whatever their load).
     """
     gpu = cluster.gpu
     dtype = gpu.dtype_bytes
@@ -122,14 +126,13 @@ def compute_op_s(op: Op, parts: Sequence[PassShape], tp: int, cluster: Cluster) 
         nbytes = op.device_bytes(shape, tp, dtype)
         rows = gemm_rows(op, shape)
         total += kernel_time_s(flops, nbytes, gpu, rows, attention, op.kind == OpKind.LM_HEAD,
-                               op.dims.get("gemm_dtype") == "fp8", op.kind == OpKind.MOE_EXPERTS,
-                               op.dims.get("ep", 1) > 1)
+                               op.dims.get("gemm_dtype") == "fp8", op.kind == OpKind.MOE_EXPERTS, _ep(op) > 1)
         if attention:
             total += gpu.attention_seq_overhead_us * 1e-6 * shape.num_seqs
     if not total:
         return 0.0
     fixed_us = gpu.op_overhead_us + (gpu.attention_overhead_us if attention else
-                                     gpu.moe_overhead_us + gpu.moe_ep_overhead_us * (_busiest_group(op) > 1)
+                                     gpu.moe_overhead_us + gpu.moe_ep_overhead_us * (_ep(op) > 1)
                                      if op.kind == OpKind.MOE_EXPERTS else
                                      0.0 if op.kind in GEMM_KINDS else gpu.elementwise_overhead_us)
     return total + fixed_us * 1e-6
